@@ -1,0 +1,50 @@
+// Command enricher consumes LLM call records from Kafka, turns each into a
+// PostHog LLM analytics event with custom properties, and sends the events
+// to PostHog. It is configured by ENRICHER_* environment variables; see the
+// README.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/llm-enricher/enricher/internal/app"
+	"github.com/llm-enricher/enricher/internal/config"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "enricher: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	log := newLogger(cfg)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := app.Run(ctx, cfg, log, os.Stdout); err != nil {
+		if !errors.Is(err, app.ErrUndelivered) {
+			log.Error("enricher failed", "err", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg config.Config) *slog.Logger {
+	level, _ := config.ParseLevel(cfg.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}

@@ -1,0 +1,169 @@
+// Package app wires the enricher together from its configuration and runs
+// it until a signal, in the shutdown order that DESIGN.md states.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kslog"
+
+	"github.com/llm-enricher/enricher/internal/config"
+	"github.com/llm-enricher/enricher/internal/consume"
+	"github.com/llm-enricher/enricher/internal/dlq"
+	"github.com/llm-enricher/enricher/internal/embedded"
+	"github.com/llm-enricher/enricher/internal/enrich"
+	"github.com/llm-enricher/enricher/internal/pipeline"
+	"github.com/llm-enricher/enricher/internal/record"
+	"github.com/llm-enricher/enricher/internal/sink"
+)
+
+// ErrUndelivered is returned by Run when the shutdown deadline passed with
+// events not yet delivered. Their records stay uncommitted.
+var ErrUndelivered = errors.New("events left undelivered at shutdown")
+
+// Run runs the enricher until ctx ends, then shuts down within
+// cfg.ShutdownTimeout. stdout receives events when the stdout sink is on.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error {
+	if cfg.Embedded {
+		cluster, err := embedded.Start(ctx, cfg.EmbeddedAddr, append(cfg.Kafka.Topics, cfg.DLQTopic))
+		if err != nil {
+			return err
+		}
+		defer cluster.Close()
+		if len(cfg.Kafka.Brokers) == 0 {
+			cfg.Kafka.Brokers = cluster.ListenAddrs()
+		}
+		log.Info("embedded Kafka broker started; publish with kcat",
+			"brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topics[0],
+			"example", fmt.Sprintf("kcat -P -b %s -t %s", cfg.Kafka.Brokers[0], cfg.Kafka.Topics[0]))
+	}
+
+	snk, ready, err := newSink(cfg, log, stdout)
+	if err != nil {
+		return err
+	}
+
+	// work ends when the shutdown deadline passes: dead-letter retries and
+	// lookups stop then.
+	work, stopWork := context.WithCancel(context.Background())
+	defer stopWork()
+
+	var pipe *pipeline.Pipeline
+	cons, err := consume.New(consume.Config{
+		Opts:             kafkaOpts(cfg, log),
+		Topics:           cfg.Kafka.Topics,
+		Group:            cfg.Kafka.Group,
+		RebalanceTimeout: cfg.Kafka.RebalanceTimeout,
+		SessionTimeout:   cfg.Kafka.SessionTimeout,
+		RevokeTimeout:    cfg.RevokeTimeout,
+		CommitInterval:   cfg.CommitInterval,
+		MaxInFlight:      cfg.MaxInFlight,
+		MaxInFlightBytes: cfg.MaxInFlightBytes,
+		Hold:             ready,
+		Logger:           log,
+	}, consume.HandlerFunc(func(r *kgo.Record, done func(bool)) { pipe.Handle(r, done) }))
+	if err != nil {
+		snk.Close(context.Background())
+		return err
+	}
+	pipe = pipeline.New(work, pipeline.Config{
+		Decoder:  record.V1{},
+		Enricher: enrich.Static(cfg.StaticProperties),
+		Sink:     snk,
+		DLQ:      dlq.New(cons.Client(), cfg.DLQTopic, log),
+		Logger:   log,
+	})
+
+	srv := startHTTP(cfg.HTTPAddr, log, newHealth(cons, ready))
+
+	runDone := make(chan error, 1)
+	go func() { runDone <- cons.Run(ctx) }()
+	select {
+	case <-ctx.Done():
+	case err := <-runDone:
+		runDone <- err
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	return shutdown(cfg.ShutdownTimeout, runDone, cons, snk, pipe, stopWork, srv, log)
+}
+
+// shutdown stops fetching, gives the records in flight until the deadline
+// to be delivered, commits what was delivered, and leaves the group.
+func shutdown(timeout time.Duration, runDone <-chan error, cons *consume.Consumer, snk sink.Sink,
+	pipe *pipeline.Pipeline, stopWork context.CancelFunc, srv *http.Server, log *slog.Logger) error {
+	deadline := time.Now().Add(timeout)
+	// The last steps, closing the sink and committing, get a reserve of
+	// the timeout that draining may not use.
+	reserve := min(5*time.Second, timeout/4)
+
+	runErr := <-runDone
+
+	drainCtx, cancel := context.WithDeadline(context.Background(), deadline.Add(-reserve))
+	left := cons.Drain(drainCtx)
+	cancel()
+
+	closeCtx, cancel := context.WithDeadline(context.Background(), deadline.Add(-reserve/2))
+	if err := snk.Close(closeCtx); err != nil {
+		log.Warn("closing the sink", "err", err)
+	}
+	cancel()
+	stopWork()
+
+	leaveCtx, cancel := context.WithDeadline(context.Background(), deadline)
+	cons.Close(leaveCtx)
+	cancel()
+	if srv != nil {
+		srv.Close()
+	}
+
+	if abandoned := pipe.Abandoned(); abandoned > 0 || left > 0 {
+		log.Warn("shutdown deadline passed with events not sent; their records stay uncommitted and are read again",
+			"events", max(abandoned, int64(left)))
+		return errors.Join(runErr, ErrUndelivered)
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+func newSink(cfg config.Config, log *slog.Logger, stdout io.Writer) (sink.Sink, func() error, error) {
+	if cfg.Sink == config.SinkStdout {
+		log.Info("writing events to standard output", "sink", cfg.Sink)
+		return sink.NewWriter(stdout), nil, nil
+	}
+	ph, err := sink.NewPostHog(sink.PostHogConfig{
+		APIKey:        string(cfg.PostHog.APIKey),
+		Host:          cfg.PostHog.Host,
+		Gzip:          cfg.PostHog.Gzip,
+		BatchSize:     cfg.PostHog.BatchSize,
+		FlushInterval: cfg.PostHog.FlushInterval,
+		MaxQueue:      cfg.MaxInFlight + cfg.PostHog.BatchSize,
+		RetryMin:      500 * time.Millisecond,
+		RetryMax:      30 * time.Second,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("sending events to PostHog", "host", cfg.PostHog.Host, "batch_size", cfg.PostHog.BatchSize)
+	return ph, ph.Ready, nil
+}
+
+func kafkaOpts(cfg config.Config, log *slog.Logger) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(cfg.Kafka.Brokers...),
+		kgo.ClientID(cfg.Kafka.ClientID),
+		kgo.WithLogger(kslog.New(log.With("component", "franz-go"))),
+		// Bounds what the client buffers ahead of the pipeline.
+		kgo.FetchMaxBytes(16 << 20),
+		// A dead-letter write that cannot be acknowledged fails after this
+		// long and is retried with backoff, so its failure is logged.
+		kgo.RecordDeliveryTimeout(30 * time.Second),
+	}
+}

@@ -1,0 +1,72 @@
+package app
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/llm-enricher/enricher/internal/consume"
+)
+
+// health serves /healthz and /readyz.
+type health struct {
+	cons  *consume.Consumer
+	ready func() error
+}
+
+func newHealth(cons *consume.Consumer, ready func() error) *health {
+	return &health{cons: cons, ready: ready}
+}
+
+// readiness returns why the enricher is not ready, or nil.
+func (h *health) readiness() error {
+	select {
+	case <-h.cons.Joined():
+	default:
+		return errors.New("not yet assigned partitions by the consumer group")
+	}
+	if h.ready != nil {
+		return h.ready()
+	}
+	return nil
+}
+
+func (h *health) serveReady(w http.ResponseWriter, _ *http.Request) {
+	if err := h.readiness(); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+func (h *health) serveLive(w http.ResponseWriter, _ *http.Request) {
+	w.Write([]byte("ok\n"))
+}
+
+// startHTTP serves metrics and health on addr; an empty addr serves nothing.
+func startHTTP(addr string, log *slog.Logger, h *health) *http.Server {
+	if addr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.Handler())
+	mux.HandleFunc("/readyz", h.serveReady)
+	mux.HandleFunc("/healthz", h.serveLive)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Error("HTTP server not started; metrics and health are unavailable", "err", err, "addr", addr)
+		return nil
+	}
+	log.Info("serving metrics and health", "addr", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server stopped", "err", err)
+		}
+	}()
+	return srv
+}

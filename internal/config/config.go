@@ -1,0 +1,264 @@
+// Package config reads the enricher's configuration from ENRICHER_*
+// environment variables and validates it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Prefix is the prefix of every variable.
+const Prefix = "ENRICHER_"
+
+// Sinks.
+const (
+	SinkPostHog = "posthog"
+	SinkStdout  = "stdout"
+)
+
+// Config is the enricher's configuration. Each field names its variable,
+// without the ENRICHER_ prefix, in its env tag.
+type Config struct {
+	// Embedded starts a Kafka broker on 127.0.0.1 inside the process,
+	// seeded with sample records, for a first run without a cluster.
+	// Brokers then default to that broker, and the sink to stdout unless
+	// an API key is set.
+	Embedded bool `env:"EMBEDDED"`
+	// EmbeddedAddr is the embedded broker's listen address.
+	EmbeddedAddr string `env:"EMBEDDED_ADDR" envDefault:"127.0.0.1:9092"`
+
+	Kafka Kafka `envPrefix:"KAFKA_"`
+
+	// DLQTopic receives records that can never become events, unchanged.
+	// It must exist; the enricher does not create it.
+	DLQTopic string `env:"DLQ_TOPIC" envDefault:"llm-calls.dlq"`
+
+	// Sink is where events go: "posthog", or "stdout" for JSON lines on
+	// standard output (dry runs). Empty means posthog, except in embedded
+	// mode without an API key.
+	Sink string `env:"SINK"`
+
+	PostHog PostHog `envPrefix:"POSTHOG_"`
+
+	// StaticProperties are added to every event: key=value pairs separated
+	// by commas. A value keeps everything after the first "=".
+	StaticProperties map[string]string `env:"STATIC_PROPERTIES"`
+
+	// ShutdownTimeout bounds a graceful shutdown after SIGTERM, from the
+	// signal to exit.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+	// RevokeTimeout bounds the wait for in-flight records of revoked
+	// partitions before their final commit. It must be shorter than
+	// ENRICHER_KAFKA_REBALANCE_TIMEOUT.
+	RevokeTimeout time.Duration `env:"REVOKE_TIMEOUT" envDefault:"20s"`
+	// MaxInFlight bounds the records read and not yet resolved.
+	MaxInFlight int `env:"MAX_IN_FLIGHT" envDefault:"10000"`
+	// MaxInFlightBytes bounds the value bytes of those records.
+	MaxInFlightBytes int64 `env:"MAX_IN_FLIGHT_BYTES" envDefault:"67108864"`
+	// CommitInterval is how often resolved offsets are committed.
+	CommitInterval time.Duration `env:"COMMIT_INTERVAL" envDefault:"1s"`
+	// ProgressTimeout is how long the enricher may go without progress
+	// while records wait, before /healthz fails.
+	ProgressTimeout time.Duration `env:"PROGRESS_TIMEOUT" envDefault:"2m"`
+
+	// HTTPAddr is the listen address of /metrics, /healthz and /readyz.
+	// Empty disables the server.
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// LogFormat is json or text. Empty means json, or text in embedded mode.
+	LogFormat string `env:"LOG_FORMAT"`
+}
+
+// Kafka configures the source topics and the consumer group.
+type Kafka struct {
+	// Brokers are the seed brokers, host:port. Required unless embedded.
+	Brokers []string `env:"BROKERS"`
+	// Topics are the topics to consume.
+	Topics []string `env:"TOPICS" envDefault:"llm-calls"`
+	// Group is the consumer group; replicas in one group share the
+	// partitions.
+	Group string `env:"GROUP" envDefault:"posthog-enricher"`
+	// ClientID names the client in broker logs and quotas.
+	ClientID string `env:"CLIENT_ID" envDefault:"enricher"`
+	// RebalanceTimeout is how long the group waits for members during a
+	// rebalance.
+	RebalanceTimeout time.Duration `env:"REBALANCE_TIMEOUT" envDefault:"60s"`
+	// SessionTimeout is how long the group keeps a member that stopped
+	// heartbeating.
+	SessionTimeout time.Duration `env:"SESSION_TIMEOUT" envDefault:"45s"`
+}
+
+// PostHog configures the PostHog sink.
+type PostHog struct {
+	// APIKey is the project API key. Required with the posthog sink.
+	APIKey Secret `env:"API_KEY"`
+	// Host is the PostHog host: https://us.i.posthog.com,
+	// https://eu.i.posthog.com, or a self-hosted URL.
+	Host string `env:"HOST" envDefault:"https://us.i.posthog.com"`
+	// Gzip compresses request bodies.
+	Gzip bool `env:"GZIP" envDefault:"true"`
+	// BatchSize is the maximum number of events per request.
+	BatchSize int `env:"BATCH_SIZE" envDefault:"100"`
+	// FlushInterval is the longest an event waits for its batch to fill.
+	FlushInterval time.Duration `env:"FLUSH_INTERVAL" envDefault:"1s"`
+}
+
+// Secret is a string that never prints.
+type Secret string
+
+// String implements fmt.Stringer.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[REDACTED]"
+}
+
+// GoString implements fmt.GoStringer, for %#v.
+func (s Secret) GoString() string { return `"` + s.String() + `"` }
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText implements encoding.TextMarshaler, for JSON and YAML.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Load reads the configuration from the environment and validates it. The
+// error lists every problem, each naming its variable.
+func Load() (Config, error) {
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix}); err != nil {
+		return c, err
+	}
+	c.applyDefaults()
+	return c, c.Validate()
+}
+
+func (c *Config) applyDefaults() {
+	if c.Sink == "" {
+		c.Sink = SinkPostHog
+		if c.Embedded && c.PostHog.APIKey == "" {
+			c.Sink = SinkStdout
+		}
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "json"
+		if c.Embedded {
+			c.LogFormat = "text"
+		}
+	}
+}
+
+// Validate checks the configuration and returns every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
+	}
+
+	switch {
+	case len(c.Kafka.Brokers) == 0 && !c.Embedded:
+		add("KAFKA_BROKERS", "required: a comma-separated list of host:port")
+	default:
+		for _, b := range c.Kafka.Brokers {
+			if _, _, err := net.SplitHostPort(strings.TrimSpace(b)); err != nil || strings.TrimSpace(b) == "" {
+				add("KAFKA_BROKERS", "invalid broker %q: want host:port", b)
+			}
+		}
+	}
+	if len(c.Kafka.Topics) == 0 || slices.Contains(c.Kafka.Topics, "") {
+		add("KAFKA_TOPICS", "must list at least one topic, with no empty names")
+	}
+	if c.Kafka.Group == "" {
+		add("KAFKA_GROUP", "must not be empty")
+	}
+	if c.DLQTopic == "" {
+		add("DLQ_TOPIC", "must not be empty")
+	} else if slices.Contains(c.Kafka.Topics, c.DLQTopic) {
+		add("DLQ_TOPIC", "%q is also a source topic in ENRICHER_KAFKA_TOPICS", c.DLQTopic)
+	}
+	if c.RevokeTimeout <= 0 || c.RevokeTimeout >= c.Kafka.RebalanceTimeout {
+		add("REVOKE_TIMEOUT", "%s must be positive and shorter than ENRICHER_KAFKA_REBALANCE_TIMEOUT (%s), or the group evicts the member while it delivers", c.RevokeTimeout, c.Kafka.RebalanceTimeout)
+	}
+	if c.Kafka.SessionTimeout <= 0 {
+		add("KAFKA_SESSION_TIMEOUT", "must be positive")
+	}
+
+	errs = append(errs, c.validateSink()...)
+
+	for k := range c.StaticProperties {
+		if k == "" {
+			add("STATIC_PROPERTIES", "a property has an empty name: want key=value,key=value")
+		}
+	}
+	positive := map[string]time.Duration{
+		"SHUTDOWN_TIMEOUT": c.ShutdownTimeout,
+		"COMMIT_INTERVAL":  c.CommitInterval,
+		"PROGRESS_TIMEOUT": c.ProgressTimeout,
+	}
+	for _, name := range slices.Sorted(maps.Keys(positive)) {
+		if positive[name] <= 0 {
+			add(name, "must be a positive duration, such as 30s")
+		}
+	}
+	if c.MaxInFlight <= 0 {
+		add("MAX_IN_FLIGHT", "must be positive")
+	}
+	if c.MaxInFlightBytes < 1<<20 {
+		add("MAX_IN_FLIGHT_BYTES", "must be at least 1048576 (1 MiB)")
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		add("LOG_LEVEL", "%v", err)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		add("LOG_FORMAT", "invalid format %q: want json or text", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateSink() []error {
+	var errs []error
+	add := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
+	}
+	switch c.Sink {
+	case SinkStdout:
+		return nil
+	case SinkPostHog:
+	default:
+		add("SINK", "invalid sink %q: want posthog or stdout", c.Sink)
+		return errs
+	}
+	if strings.TrimSpace(string(c.PostHog.APIKey)) == "" {
+		add("POSTHOG_API_KEY", "required with the posthog sink, and must not be empty")
+	}
+	if u, err := url.Parse(c.PostHog.Host); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		add("POSTHOG_HOST", "invalid URL %q: want https://host", c.PostHog.Host)
+	}
+	if c.PostHog.BatchSize <= 0 {
+		add("POSTHOG_BATCH_SIZE", "must be positive")
+	}
+	if c.PostHog.FlushInterval <= 0 {
+		add("POSTHOG_FLUSH_INTERVAL", "must be a positive duration, such as 1s")
+	}
+	return errs
+}
+
+// ParseLevel parses a log level name.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("invalid level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}

@@ -1,0 +1,310 @@
+// Package consume reads records from Kafka in a consumer group, hands each
+// one to a Handler, and commits a partition's offset only up to the lowest
+// record the Handler has not yet resolved.
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/semaphore"
+)
+
+// Handler processes records. Handle must not block for long: it starts the
+// work and returns. It calls done exactly once per record, with true when
+// the record is resolved (delivered, or written to the dead-letter topic)
+// and may be committed, or false when it was abandoned at shutdown and must
+// be read again after a restart.
+type Handler interface {
+	Handle(r *kgo.Record, done func(resolved bool))
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(r *kgo.Record, done func(resolved bool))
+
+// Handle implements Handler.
+func (f HandlerFunc) Handle(r *kgo.Record, done func(resolved bool)) { f(r, done) }
+
+// Config configures a Consumer.
+type Config struct {
+	// Opts are the client options: brokers, security, logging.
+	Opts []kgo.Opt
+	// Topics are the topics to consume.
+	Topics []string
+	// Group is the consumer group.
+	Group string
+	// RebalanceTimeout is how long the group waits for members to rejoin
+	// during a rebalance.
+	RebalanceTimeout time.Duration
+	// SessionTimeout is how long the group keeps a silent member.
+	SessionTimeout time.Duration
+	// RevokeTimeout bounds the wait, when partitions are revoked, for their
+	// records in flight to resolve before the final commit. It must be
+	// shorter than RebalanceTimeout.
+	RevokeTimeout time.Duration
+	// CommitInterval is how often resolved offsets are committed.
+	CommitInterval time.Duration
+	// MaxInFlight bounds the records handed to the Handler and not yet done.
+	MaxInFlight int
+	// MaxInFlightBytes bounds the value bytes of those records.
+	MaxInFlightBytes int64
+	// Hold, when set, is checked before each poll; while it returns an
+	// error, no new records are fetched.
+	Hold func() error
+	// Logger receives starts, stops, rebalances and commit errors.
+	Logger *slog.Logger
+	// Observer, when set, is told about progress. See Observer.
+	Observer Observer
+}
+
+// Observer receives consumer progress, for metrics and health.
+type Observer interface {
+	// Polled is called with each batch of records handed to the Handler.
+	Polled(n int)
+	// Committed is called after a successful commit of a partition.
+	Committed(topic string, partition int32, offset int64)
+	// HighWatermark is called with each partition's end offset as fetched.
+	HighWatermark(topic string, partition int32, offset int64)
+	// Assigned and Revoked are called as the group moves partitions.
+	Assigned(topic string, partitions []int32)
+	Revoked(topic string, partitions []int32)
+}
+
+// Consumer is a consumer group member.
+type Consumer struct {
+	cfg     Config
+	cl      *kgo.Client
+	handler Handler
+	log     *slog.Logger
+
+	count *semaphore.Weighted
+	bytes *semaphore.Weighted
+
+	mu    sync.Mutex
+	parts map[string]map[int32]*partition
+
+	// commitMu makes commits and revokes take turns, so that a periodic
+	// commit that read offsets before a revoke never lands after it.
+	commitMu sync.Mutex
+
+	joined chan struct{}
+	once   sync.Once
+	// closing stops revokes from waiting for records that can no longer
+	// resolve: at Close, the sink has already given them up.
+	closing atomic.Bool
+}
+
+// New creates a consumer; it starts fetching in Run.
+func New(cfg Config, h Handler) (*Consumer, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	c := &Consumer{
+		cfg:     cfg,
+		handler: h,
+		log:     cfg.Logger,
+		count:   semaphore.NewWeighted(int64(cfg.MaxInFlight)),
+		bytes:   semaphore.NewWeighted(cfg.MaxInFlightBytes),
+		parts:   make(map[string]map[int32]*partition),
+		joined:  make(chan struct{}),
+	}
+	opts := append([]kgo.Opt{
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics...),
+		// A new group starts at the oldest record: nothing published before
+		// the first deploy is skipped.
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.RebalanceTimeout(cfg.RebalanceTimeout),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.OnPartitionsAssigned(c.assigned),
+		kgo.OnPartitionsRevoked(c.revoked),
+		kgo.OnPartitionsLost(c.lost),
+	}, cfg.Opts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating Kafka client: %w", err)
+	}
+	c.cl = cl
+	return c, nil
+}
+
+// Client returns the Kafka client, for producing to the dead-letter topic.
+func (c *Consumer) Client() *kgo.Client { return c.cl }
+
+// Joined is closed once the consumer has been assigned partitions for the
+// first time.
+func (c *Consumer) Joined() <-chan struct{} { return c.joined }
+
+// Run polls records and hands them to the Handler until ctx ends. Records
+// polled but not yet handed over when ctx ends stay uncommitted.
+func (c *Consumer) Run(ctx context.Context) error {
+	commitCtx, stopCommits := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { c.commitLoop(commitCtx) })
+	defer func() {
+		stopCommits()
+		wg.Wait()
+	}()
+
+	c.log.Info("consuming", "topics", c.cfg.Topics, "group", c.cfg.Group)
+	for {
+		if err := c.waitForRoom(ctx); err != nil {
+			return nil
+		}
+		fetches := c.cl.PollRecords(ctx, 1000)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			c.cl.AllowRebalance()
+			return nil
+		}
+		var recs []*kgo.Record
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if p.Err != nil {
+				c.fetchError(p)
+				return
+			}
+			c.cfg.Observer.HighWatermark(p.Topic, p.Partition, p.HighWatermark)
+			for _, r := range p.Records {
+				if c.track(r) {
+					recs = append(recs, r)
+				}
+			}
+		})
+		// Every polled record is registered: a rebalance may run from here
+		// on, and a revoke sees all records it has to wait for.
+		c.cl.AllowRebalance()
+		c.cfg.Observer.Polled(len(recs))
+
+		for _, r := range recs {
+			if err := c.handle(ctx, r); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// waitForRoom blocks while the in-flight limit is reached or Hold says so.
+func (c *Consumer) waitForRoom(ctx context.Context) error {
+	if err := c.count.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	c.count.Release(1)
+	if c.cfg.Hold == nil {
+		return nil
+	}
+	for {
+		err := c.cfg.Hold()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// handle waits for room in the in-flight limits and hands r over.
+func (c *Consumer) handle(ctx context.Context, r *kgo.Record) error {
+	p := c.partition(r.Topic, r.Partition)
+	if p == nil {
+		// Revoked while the record waited here: its next owner reads it.
+		return nil
+	}
+	size := min(int64(len(r.Value)), c.cfg.MaxInFlightBytes)
+	if err := c.count.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	if err := c.bytes.Acquire(ctx, size); err != nil {
+		c.count.Release(1)
+		return err
+	}
+	var once sync.Once
+	c.handler.Handle(r, func(resolved bool) {
+		once.Do(func() {
+			if resolved {
+				p.resolve(r.Offset)
+			}
+			c.bytes.Release(size)
+			c.count.Release(1)
+		})
+	})
+	return nil
+}
+
+// track registers r with its partition, and reports false for a record of
+// a partition that is no longer assigned.
+func (c *Consumer) track(r *kgo.Record) bool {
+	p := c.partition(r.Topic, r.Partition)
+	return p != nil && p.add(r)
+}
+
+func (c *Consumer) partition(topic string, part int32) *partition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.parts[topic][part]
+}
+
+func (c *Consumer) fetchError(p kgo.FetchTopicPartition) {
+	if errors.Is(p.Err, context.Canceled) {
+		return
+	}
+	c.log.Warn("fetching failed", "err", p.Err, "topic", p.Topic, "partition", p.Partition)
+}
+
+// Drain waits until every record handed to the Handler is done, or ctx
+// ends, and returns how many are still in flight.
+func (c *Consumer) Drain(ctx context.Context) int {
+	max := int64(c.cfg.MaxInFlight)
+	if err := c.count.Acquire(ctx, max); err != nil {
+		return c.inFlight()
+	}
+	c.count.Release(max)
+	return 0
+}
+
+// inFlight counts the records handed over and not done.
+func (c *Consumer) inFlight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, parts := range c.parts {
+		for _, p := range parts {
+			n += p.unresolved()
+		}
+	}
+	return n
+}
+
+// Close commits what is resolved, leaves the group and closes the client.
+// Call it after Run has returned.
+func (c *Consumer) Close(ctx context.Context) {
+	c.closing.Store(true)
+	c.commit(ctx)
+	c.cl.AllowRebalance()
+	if err := c.cl.LeaveGroupContext(ctx); err != nil {
+		c.log.Warn("leaving the consumer group failed; the group evicts this member after the session timeout", "err", err, "group", c.cfg.Group)
+	} else {
+		c.log.Info("left the consumer group", "group", c.cfg.Group)
+	}
+	c.cl.Close()
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Polled(int)                         {}
+func (nopObserver) Committed(string, int32, int64)     {}
+func (nopObserver) HighWatermark(string, int32, int64) {}
+func (nopObserver) Assigned(string, []int32)           {}
+func (nopObserver) Revoked(string, []int32)            {}

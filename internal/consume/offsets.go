@@ -1,0 +1,120 @@
+package consume
+
+import (
+	"sort"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// partition tracks the records of one assigned partition from the moment
+// they are polled until they are resolved: delivered to the sink, or
+// written to the dead-letter topic.
+//
+// NOTE: the committable offset is the lowest offset not yet resolved, never
+// the highest one resolved. Records resolve out of order, and a commit past
+// an unresolved record would lose it on a restart.
+type partition struct {
+	mu sync.Mutex
+	// pending holds the unresolved records, and the resolved ones behind
+	// the first unresolved record, in offset order.
+	pending []entry
+	// next is the offset after the last record that left pending.
+	next      int64
+	nextEpoch int32
+	// committed is the last offset committed for this assignment, or -1.
+	committed int64
+	// revoked is set once the partition is revoked or lost. Resolutions
+	// that arrive later change nothing.
+	revoked bool
+}
+
+type entry struct {
+	offset   int64
+	epoch    int32
+	resolved bool
+}
+
+func newPartition() *partition {
+	return &partition{next: -1, committed: -1}
+}
+
+// add registers a polled record. Records arrive in offset order.
+func (p *partition) add(r *kgo.Record) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.revoked {
+		return false
+	}
+	p.pending = append(p.pending, entry{offset: r.Offset, epoch: r.LeaderEpoch})
+	return true
+}
+
+// resolve marks the record at offset resolved and drops the resolved
+// prefix of pending.
+func (p *partition) resolve(offset int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.revoked {
+		return
+	}
+	i := sort.Search(len(p.pending), func(i int) bool { return p.pending[i].offset >= offset })
+	if i == len(p.pending) || p.pending[i].offset != offset {
+		return
+	}
+	p.pending[i].resolved = true
+
+	n := 0
+	for n < len(p.pending) && p.pending[n].resolved {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	last := p.pending[n-1]
+	p.next, p.nextEpoch = last.offset+1, last.epoch
+	// Shift rather than reslice, so the backing array does not grow
+	// without bound under steady traffic.
+	m := copy(p.pending, p.pending[n:])
+	p.pending = p.pending[:m]
+}
+
+// committable returns the offset to commit, and false when there is
+// nothing new since the last commit.
+func (p *partition) committable() (kgo.EpochOffset, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.revoked || p.next < 0 || p.next <= p.committed {
+		return kgo.EpochOffset{}, false
+	}
+	return kgo.EpochOffset{Epoch: p.nextEpoch, Offset: p.next}, true
+}
+
+// markCommitted records a successful commit. Offsets never move back.
+func (p *partition) markCommitted(offset int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if offset > p.committed {
+		p.committed = offset
+	}
+}
+
+// unresolved returns how many polled records are not yet resolved.
+func (p *partition) unresolved() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, e := range p.pending {
+		if !e.resolved {
+			n++
+		}
+	}
+	return n
+}
+
+func (p *partition) revoke() {
+	p.mu.Lock()
+	p.revoked = true
+	p.pending = nil
+	p.mu.Unlock()
+}

@@ -1,0 +1,138 @@
+// Package pipeline turns each Kafka record into an enriched PostHog event
+// and resolves the record once the event is delivered, or once the record
+// is in the dead-letter topic.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/llm-enricher/enricher/internal/dlq"
+	"github.com/llm-enricher/enricher/internal/enrich"
+	"github.com/llm-enricher/enricher/internal/event"
+	"github.com/llm-enricher/enricher/internal/record"
+	"github.com/llm-enricher/enricher/internal/sink"
+)
+
+// Pipeline implements consume.Handler.
+type Pipeline struct {
+	// ctx ends at shutdown, when retries of dead-letter writes stop.
+	ctx      context.Context
+	decoder  record.Decoder
+	enricher enrich.Enricher
+	sink     sink.Sink
+	dlq      *dlq.Writer
+	log      *slog.Logger
+	hooks    Hooks
+
+	abandoned atomic.Int64
+}
+
+// Hooks observe outcomes, for metrics. Any field may be nil.
+type Hooks struct {
+	// Consumed is called for each record handed to the pipeline.
+	Consumed func()
+	// Delivered is called for each event PostHog accepted.
+	Delivered func(ev *event.Event)
+	// DeadLettered is called for each record written to the dead-letter
+	// topic, with a short reason: "decode", "too_large" or "rejected".
+	DeadLettered func(reason string)
+	// Truncated is called for each event shortened to fit.
+	Truncated func()
+	// Partial is called for each event sent with a lookup missing.
+	Partial func()
+}
+
+// Config holds a Pipeline's parts.
+type Config struct {
+	Decoder  record.Decoder
+	Enricher enrich.Enricher
+	Sink     sink.Sink
+	DLQ      *dlq.Writer
+	Logger   *slog.Logger
+	Hooks    Hooks
+}
+
+// New returns a pipeline. ctx bounds dead-letter retries and lookups.
+func New(ctx context.Context, cfg Config) *Pipeline {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Pipeline{
+		ctx:      ctx,
+		decoder:  cfg.Decoder,
+		enricher: cfg.Enricher,
+		sink:     cfg.Sink,
+		dlq:      cfg.DLQ,
+		log:      cfg.Logger,
+		hooks:    cfg.Hooks,
+	}
+}
+
+// Abandoned returns how many records were given up at shutdown, neither
+// delivered nor dead-lettered.
+func (p *Pipeline) Abandoned() int64 { return p.abandoned.Load() }
+
+// Handle implements consume.Handler.
+func (p *Pipeline) Handle(r *kgo.Record, done func(resolved bool)) {
+	call(p.hooks.Consumed)
+	src := event.Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+	ev, fields, err := p.decoder.Decode(record.Input{Value: r.Value, Source: src, Timestamp: r.Timestamp})
+	if err != nil {
+		p.deadLetter(r, "decode", err, done)
+		return
+	}
+	p.enricher.Enrich(p.ctx, ev, fields, func() { p.send(r, ev, done) })
+}
+
+func (p *Pipeline) send(r *kgo.Record, ev *event.Event, done func(bool)) {
+	if err := event.Fit(ev, event.MaxBytes); err != nil {
+		p.deadLetter(r, "too_large", err, done)
+		return
+	}
+	if ev.Properties[event.PropTruncated] == true {
+		call(p.hooks.Truncated)
+	}
+	if ev.Properties[event.PropPartial] == true {
+		call(p.hooks.Partial)
+	}
+	p.sink.Send(ev, func(err error) {
+		switch {
+		case err == nil:
+			if p.hooks.Delivered != nil {
+				p.hooks.Delivered(ev)
+			}
+			done(true)
+		case errors.Is(err, sink.ErrRejected):
+			p.deadLetter(r, "rejected", err, done)
+		default:
+			p.abandoned.Add(1)
+			done(false)
+		}
+	})
+}
+
+func (p *Pipeline) deadLetter(r *kgo.Record, reason string, cause error, done func(bool)) {
+	p.log.Debug("dead-lettering record", "err", cause, "reason", reason,
+		"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+	p.dlq.Write(p.ctx, r, cause, func(ok bool) {
+		if ok {
+			if p.hooks.DeadLettered != nil {
+				p.hooks.DeadLettered(reason)
+			}
+		} else {
+			p.abandoned.Add(1)
+		}
+		done(ok)
+	})
+}
+
+func call(f func()) {
+	if f != nil {
+		f()
+	}
+}
