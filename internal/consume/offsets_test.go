@@ -1,0 +1,94 @@
+package consume
+
+import (
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func addOffsets(p *partition, offsets ...int64) {
+	for _, o := range offsets {
+		p.add(&kgo.Record{Offset: o, LeaderEpoch: 3})
+	}
+}
+
+func wantCommittable(t *testing.T, p *partition, want int64) {
+	t.Helper()
+	eo, ok := p.committable()
+	if want < 0 {
+		if ok {
+			t.Fatalf("committable = %d, want nothing", eo.Offset)
+		}
+		return
+	}
+	if !ok || eo.Offset != want {
+		t.Fatalf("committable = %d (ok %v), want %d", eo.Offset, ok, want)
+	}
+}
+
+// An unresolved record holds the commit back however many records behind
+// it resolve.
+func TestPartitionCommitStopsAtUnresolved(t *testing.T) {
+	p := newPartition()
+	addOffsets(p, 10, 11, 12, 13, 14)
+	wantCommittable(t, p, -1)
+
+	p.resolve(10)
+	p.resolve(11)
+	p.resolve(13)
+	p.resolve(14)
+	wantCommittable(t, p, 12)
+
+	p.resolve(12)
+	wantCommittable(t, p, 15)
+	if eo, _ := p.committable(); eo.Epoch != 3 {
+		t.Errorf("epoch = %d, want the record's leader epoch 3", eo.Epoch)
+	}
+}
+
+func TestPartitionGapsInOffsets(t *testing.T) {
+	p := newPartition()
+	addOffsets(p, 5, 9, 20)
+	p.resolve(9)
+	wantCommittable(t, p, -1)
+	p.resolve(5)
+	// The offset after the last resolved record: 10 to 19 hold no record,
+	// so a consumer resuming at 10 reads 20 next.
+	wantCommittable(t, p, 10)
+	p.resolve(20)
+	wantCommittable(t, p, 21)
+}
+
+func TestPartitionCommittedNeverMovesBack(t *testing.T) {
+	p := newPartition()
+	addOffsets(p, 1, 2)
+	p.resolve(1)
+	p.resolve(2)
+	p.markCommitted(3)
+	wantCommittable(t, p, -1)
+	p.markCommitted(2)
+	if p.committed != 3 {
+		t.Errorf("committed = %d after an older commit, want 3", p.committed)
+	}
+}
+
+func TestPartitionRevokedIgnoresLateResolutions(t *testing.T) {
+	p := newPartition()
+	addOffsets(p, 1)
+	p.revoke()
+	p.resolve(1)
+	wantCommittable(t, p, -1)
+	if p.add(&kgo.Record{Offset: 2}) {
+		t.Error("add succeeded on a revoked partition")
+	}
+}
+
+func TestPartitionUnknownOffsetIgnored(t *testing.T) {
+	p := newPartition()
+	addOffsets(p, 1, 2)
+	p.resolve(7)
+	wantCommittable(t, p, -1)
+	if n := p.unresolved(); n != 2 {
+		t.Errorf("unresolved = %d, want 2", n)
+	}
+}
