@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/llm-enricher/enricher/internal/kafkaconn"
+	"github.com/llm-enricher/enricher/internal/kafkaconn/certtest"
 	"github.com/llm-enricher/enricher/internal/kafkaconn/tlsreload"
 )
 
@@ -150,14 +151,14 @@ func TestSASLWrongPassword(t *testing.T) {
 
 // tlsCluster starts kfake behind TLS with a certificate from ca. It returns
 // the address and a recorder of the client certificates the broker saw.
-func tlsCluster(t *testing.T, ca *testCA, clientAuth tls.ClientAuthType) (string, *peerRecorder) {
+func tlsCluster(t *testing.T, ca *certtest.CA, clientAuth tls.ClientAuthType) (string, *peerRecorder) {
 	t.Helper()
 	recorder := &peerRecorder{}
-	serverCert := ca.issueServer(t, "broker.test")
+	serverCert := ca.IssueServer(t, "broker.test")
 	addr := startCluster(t, kfake.TLS(&tls.Config{
-		Certificates:          []tls.Certificate{serverCert.tlsCertificate(t)},
+		Certificates:          []tls.Certificate{serverCert.TLSCertificate(t)},
 		ClientAuth:            clientAuth,
-		ClientCAs:             ca.pool(),
+		ClientCAs:             ca.Pool(),
 		MinVersion:            tls.VersionTLS12,
 		VerifyPeerCertificate: recorder.record,
 	}))
@@ -187,20 +188,20 @@ func (r *peerRecorder) seen() []string {
 }
 
 func TestTLSRoundTripWithCAFile(t *testing.T) {
-	ca := newCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	addr, _ := tlsCluster(t, ca, tls.NoClientCert)
 	dir := t.TempDir()
 	caFile := dir + "/ca.pem"
-	writeFile(t, caFile, ca.pem)
+	certtest.WriteFile(t, caFile, ca.PEM)
 
 	roundTrip(t, kafkaconn.Config{TLSCAFile: caFile}, addr)
 }
 
 func TestTLSServerNameOverride(t *testing.T) {
-	ca := newCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	addr, _ := tlsCluster(t, ca, tls.NoClientCert)
 	caFile := t.TempDir() + "/ca.pem"
-	writeFile(t, caFile, ca.pem)
+	certtest.WriteFile(t, caFile, ca.PEM)
 
 	cfg := kafkaconn.Config{TLSCAFile: caFile, TLSServerName: "broker.test"}
 	roundTrip(t, cfg, addr)
@@ -214,9 +215,9 @@ func TestTLSServerNameOverride(t *testing.T) {
 }
 
 func TestTLSUnknownCA(t *testing.T) {
-	addr, _ := tlsCluster(t, newCA(t, "broker CA"), tls.NoClientCert)
+	addr, _ := tlsCluster(t, certtest.NewCA(t, "broker CA"), tls.NoClientCert)
 	caFile := t.TempDir() + "/ca.pem"
-	writeFile(t, caFile, newCA(t, "other CA").pem)
+	certtest.WriteFile(t, caFile, certtest.NewCA(t, "other CA").PEM)
 
 	cfg := kafkaconn.Config{TLSCAFile: caFile}
 	err := cfg.Explain(ping(newClient(t, cfg, addr)))
@@ -228,18 +229,18 @@ func TestTLSUnknownCA(t *testing.T) {
 }
 
 func TestMTLSRoundTrip(t *testing.T) {
-	ca := newCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	addr, recorder := tlsCluster(t, ca, tls.RequireAndVerifyClientCert)
 	dir := t.TempDir()
 	caFile := dir + "/ca.pem"
-	writeFile(t, caFile, ca.pem)
-	client := ca.issueClient(t, "enricher", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	certFile, keyFile := client.writeFiles(t, dir)
+	certtest.WriteFile(t, caFile, ca.PEM)
+	client := ca.IssueClient(t, "enricher", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	certFile, keyFile := client.WriteFiles(t, dir)
 
 	cfg := kafkaconn.Config{TLSCAFile: caFile, TLSCertFile: certFile, TLSKeyFile: keyFile}
 	roundTrip(t, cfg, addr)
 
-	want := client.cert.SerialNumber.String()
+	want := client.Cert.SerialNumber.String()
 	for _, serial := range recorder.seen() {
 		if serial != want {
 			t.Errorf("broker saw client certificate %s, want %s", serial, want)
@@ -251,10 +252,10 @@ func TestMTLSRoundTrip(t *testing.T) {
 }
 
 func TestMTLSMissingCertificate(t *testing.T) {
-	ca := newCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	addr, _ := tlsCluster(t, ca, tls.RequireAndVerifyClientCert)
 	caFile := t.TempDir() + "/ca.pem"
-	writeFile(t, caFile, ca.pem)
+	certtest.WriteFile(t, caFile, ca.PEM)
 
 	cfg := kafkaconn.Config{TLSCAFile: caFile}
 	err := cfg.Explain(ping(newClient(t, cfg, addr)))
@@ -265,14 +266,14 @@ func TestMTLSMissingCertificate(t *testing.T) {
 }
 
 func TestMTLSCertificateRotation(t *testing.T) {
-	ca := newCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	addr, recorder := tlsCluster(t, ca, tls.RequireAndVerifyClientCert)
 	dir := t.TempDir()
 	caFile := dir + "/ca.pem"
-	writeFile(t, caFile, ca.pem)
+	certtest.WriteFile(t, caFile, ca.PEM)
 	notBefore, notAfter := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-	first := ca.issueClient(t, "enricher", notBefore, notAfter)
-	certFile, keyFile := first.writeFiles(t, dir)
+	first := ca.IssueClient(t, "enricher", notBefore, notAfter)
+	certFile, keyFile := first.WriteFiles(t, dir)
 
 	// Zero reload interval: every new connection checks the files, so
 	// the test needs no clock.
@@ -295,30 +296,30 @@ func TestMTLSCertificateRotation(t *testing.T) {
 	}
 
 	connect()
-	second := ca.issueClient(t, "enricher", notBefore, notAfter)
-	second.writeFiles(t, dir)
+	second := ca.IssueClient(t, "enricher", notBefore, notAfter)
+	second.WriteFiles(t, dir)
 	connect()
 
 	seen := recorder.seen()
 	if len(seen) < 2 {
 		t.Fatalf("broker saw %d client certificates, want at least 2", len(seen))
 	}
-	if got, want := seen[0], first.cert.SerialNumber.String(); got != want {
+	if got, want := seen[0], first.Cert.SerialNumber.String(); got != want {
 		t.Errorf("first connection presented %s, want %s", got, want)
 	}
-	if got, want := seen[len(seen)-1], second.cert.SerialNumber.String(); got != want {
+	if got, want := seen[len(seen)-1], second.Cert.SerialNumber.String(); got != want {
 		t.Errorf("connection after rotation presented %s, want %s", got, want)
 	}
 }
 
 func TestMTLSExpiredCertificate(t *testing.T) {
-	ca := newCA(t, "test CA")
+	ca := certtest.NewCA(t, "test CA")
 	addr, _ := tlsCluster(t, ca, tls.RequireAndVerifyClientCert)
 	dir := t.TempDir()
 	caFile := dir + "/ca.pem"
-	writeFile(t, caFile, ca.pem)
-	expired := ca.issueClient(t, "enricher", time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
-	certFile, keyFile := expired.writeFiles(t, dir)
+	certtest.WriteFile(t, caFile, ca.PEM)
+	expired := ca.IssueClient(t, "enricher", time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
+	certFile, keyFile := expired.WriteFiles(t, dir)
 	cfg := kafkaconn.Config{TLSCAFile: caFile, TLSCertFile: certFile, TLSKeyFile: keyFile}
 
 	t.Run("at startup", func(t *testing.T) {
@@ -331,9 +332,9 @@ func TestMTLSExpiredCertificate(t *testing.T) {
 	})
 
 	t.Run("after rotation", func(t *testing.T) {
-		ca.issueClient(t, "enricher", time.Now().Add(-time.Hour), time.Now().Add(time.Hour)).writeFiles(t, dir)
+		ca.IssueClient(t, "enricher", time.Now().Add(-time.Hour), time.Now().Add(time.Hour)).WriteFiles(t, dir)
 		client := newClient(t, cfg, addr)
-		expired.writeFiles(t, dir)
+		expired.WriteFiles(t, dir)
 		// The client has not dialed yet, so its first connection reads
 		// the expired files.
 		err := cfg.Explain(ping(client))

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/llm-enricher/enricher/internal/kafkaconn"
+	"github.com/llm-enricher/enricher/internal/kafkaconn/certtest"
 )
 
 // saslRecorder makes a kfake cluster accept any SASL mechanism and stores
@@ -80,7 +81,7 @@ func pingWith(t *testing.T, opts []kgo.Opt, addr string) {
 func TestOAuthBearerRereadsToken(t *testing.T) {
 	addr, recorder := startRecordingCluster(t, "")
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	writeFile(t, tokenFile, []byte("token-one\n"))
+	certtest.WriteFile(t, tokenFile, []byte("token-one\n"))
 
 	cfg := kafkaconn.Config{SASLMechanism: "oauthbearer", SASLOAuthTokenFile: tokenFile}
 	opts, err := cfg.Opts()
@@ -88,7 +89,7 @@ func TestOAuthBearerRereadsToken(t *testing.T) {
 		t.Fatalf("Opts: %v", err)
 	}
 	pingWith(t, opts, addr)
-	writeFile(t, tokenFile, []byte("token-two\n"))
+	certtest.WriteFile(t, tokenFile, []byte("token-two\n"))
 	pingWith(t, opts, addr)
 
 	seen := recorder.seen()
@@ -106,7 +107,7 @@ func TestOAuthBearerRereadsToken(t *testing.T) {
 func TestOAuthBearerEmptyToken(t *testing.T) {
 	addr, _ := startRecordingCluster(t, "")
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	writeFile(t, tokenFile, []byte("\n"))
+	certtest.WriteFile(t, tokenFile, []byte("\n"))
 
 	cfg := kafkaconn.Config{SASLMechanism: kafkaconn.MechanismOAuthBearer, SASLOAuthTokenFile: tokenFile}
 	err := ping(newClient(t, cfg, addr))

@@ -1,4 +1,6 @@
-package kafkaconn_test
+// Package certtest creates CA, server and client certificates for tests of
+// TLS connections.
+package certtest
 
 import (
 	"crypto/ecdsa"
@@ -17,17 +19,19 @@ import (
 	"time"
 )
 
-// testCA is a certificate authority that a test creates to sign broker and
+// CA is a certificate authority that a test creates to sign server and
 // client certificates.
-type testCA struct {
-	cert *x509.Certificate
+type CA struct {
+	// Cert is the CA certificate, and PEM its PEM encoding.
+	Cert *x509.Certificate
 	key  *ecdsa.PrivateKey
-	pem  []byte
+	PEM  []byte
 }
 
 var serial atomic.Int64
 
-func newCA(t *testing.T, name string) *testCA {
+// NewCA creates a self-signed CA valid for a day.
+func NewCA(t *testing.T, name string) *CA {
 	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
@@ -47,35 +51,37 @@ func newCA(t *testing.T, name string) *testCA {
 	if err != nil {
 		t.Fatalf("parsing CA certificate: %v", err)
 	}
-	return &testCA{cert: cert, key: key, pem: pemBlock("CERTIFICATE", der)}
+	return &CA{Cert: cert, key: key, PEM: pemBlock("CERTIFICATE", der)}
 }
 
-// pool returns a pool that trusts only this CA.
-func (ca *testCA) pool() *x509.CertPool {
+// Pool returns a pool that trusts only this CA.
+func (ca *CA) Pool() *x509.CertPool {
 	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
+	pool.AddCert(ca.Cert)
 	return pool
 }
 
-// leaf is a certificate signed by a testCA, with its key.
-type leaf struct {
-	cert    *x509.Certificate
-	certPEM []byte
-	keyPEM  []byte
+// Leaf is a certificate signed by a CA, with its key.
+type Leaf struct {
+	// Cert is the parsed certificate, CertPEM its PEM encoding and
+	// KeyPEM the PEM encoding of its private key.
+	Cert    *x509.Certificate
+	CertPEM []byte
+	KeyPEM  []byte
 }
 
-// tlsCertificate returns the leaf as a tls.Certificate.
-func (l leaf) tlsCertificate(t *testing.T) tls.Certificate {
+// TLSCertificate returns the leaf as a tls.Certificate.
+func (l Leaf) TLSCertificate(t *testing.T) tls.Certificate {
 	t.Helper()
-	pair, err := tls.X509KeyPair(l.certPEM, l.keyPEM)
+	pair, err := tls.X509KeyPair(l.CertPEM, l.KeyPEM)
 	if err != nil {
 		t.Fatalf("loading key pair: %v", err)
 	}
 	return pair
 }
 
-// issueServer signs a certificate for 127.0.0.1 and the given DNS names.
-func (ca *testCA) issueServer(t *testing.T, dnsNames ...string) leaf {
+// IssueServer signs a certificate for 127.0.0.1 and the given DNS names.
+func (ca *CA) IssueServer(t *testing.T, dnsNames ...string) Leaf {
 	t.Helper()
 	return ca.issue(t, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "broker"},
@@ -87,8 +93,8 @@ func (ca *testCA) issueServer(t *testing.T, dnsNames ...string) leaf {
 	})
 }
 
-// issueClient signs a client certificate valid from notBefore to notAfter.
-func (ca *testCA) issueClient(t *testing.T, name string, notBefore, notAfter time.Time) leaf {
+// IssueClient signs a client certificate valid from notBefore to notAfter.
+func (ca *CA) IssueClient(t *testing.T, name string, notBefore, notAfter time.Time) Leaf {
 	t.Helper()
 	return ca.issue(t, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: name},
@@ -98,12 +104,12 @@ func (ca *testCA) issueClient(t *testing.T, name string, notBefore, notAfter tim
 	})
 }
 
-func (ca *testCA) issue(t *testing.T, tmpl *x509.Certificate) leaf {
+func (ca *CA) issue(t *testing.T, tmpl *x509.Certificate) Leaf {
 	t.Helper()
 	tmpl.SerialNumber = nextSerial()
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	key := newKey(t)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatalf("creating certificate: %v", err)
 	}
@@ -115,22 +121,22 @@ func (ca *testCA) issue(t *testing.T, tmpl *x509.Certificate) leaf {
 	if err != nil {
 		t.Fatalf("encoding key: %v", err)
 	}
-	return leaf{cert: cert, certPEM: pemBlock("CERTIFICATE", der), keyPEM: pemBlock("PRIVATE KEY", keyDER)}
+	return Leaf{Cert: cert, CertPEM: pemBlock("CERTIFICATE", der), KeyPEM: pemBlock("PRIVATE KEY", keyDER)}
 }
 
-// writeFiles writes the leaf's certificate and key into dir as cert.pem and
+// WriteFiles writes the leaf's certificate and key into dir as cert.pem and
 // key.pem, replacing any earlier ones, and returns both paths.
-func (l leaf) writeFiles(t *testing.T, dir string) (certFile, keyFile string) {
+func (l Leaf) WriteFiles(t *testing.T, dir string) (certFile, keyFile string) {
 	t.Helper()
 	certFile = filepath.Join(dir, "cert.pem")
 	keyFile = filepath.Join(dir, "key.pem")
-	writeFile(t, certFile, l.certPEM)
-	writeFile(t, keyFile, l.keyPEM)
+	WriteFile(t, certFile, l.CertPEM)
+	WriteFile(t, keyFile, l.KeyPEM)
 	return certFile, keyFile
 }
 
-// writeFile replaces path through a rename, as a Secret volume update does.
-func writeFile(t *testing.T, path string, content []byte) {
+// WriteFile replaces path through a rename, as a Secret volume update does.
+func WriteFile(t *testing.T, path string, content []byte) {
 	t.Helper()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, content, 0o600); err != nil {

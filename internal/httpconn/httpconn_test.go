@@ -1,0 +1,251 @@
+package httpconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/llm-enricher/enricher/internal/kafkaconn/certtest"
+)
+
+// testHost is the name that the test servers' certificates carry. It is not
+// a loopback name, which the proxy rules would always send direct.
+const testHost = "posthog.test"
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// startServer starts an HTTPS server on 127.0.0.1 with a certificate for
+// testHost signed by ca. It returns the server's address.
+func startServer(t *testing.T, ca *certtest.CA) string {
+	t.Helper()
+	server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	server.TLS = &tls.Config{Certificates: []tls.Certificate{ca.IssueServer(t, testHost).TLSCertificate(t)}}
+	server.StartTLS()
+	t.Cleanup(server.Close)
+	return server.Listener.Addr().String()
+}
+
+// connectProxy is an HTTP CONNECT proxy on 127.0.0.1 that records each
+// CONNECT target and tunnels it to upstream, whatever host was requested.
+type connectProxy struct {
+	server   *httptest.Server
+	upstream string
+
+	mu      sync.Mutex
+	targets []string
+	tunnels sync.WaitGroup
+}
+
+func startProxy(t *testing.T, upstream string) *connectProxy {
+	t.Helper()
+	p := &connectProxy{upstream: upstream}
+	p.server = httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(func() {
+		p.server.Close()
+		p.tunnels.Wait()
+	})
+	return p
+}
+
+func (p *connectProxy) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodConnect {
+		http.Error(w, "only CONNECT is supported", http.StatusMethodNotAllowed)
+		return
+	}
+	p.mu.Lock()
+	p.targets = append(p.targets, r.Host)
+	p.mu.Unlock()
+
+	upstream, err := net.Dial("tcp", p.upstream)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	client, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		upstream.Close()
+		return
+	}
+	io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n")
+
+	// Each direction closes both connections when it ends, so that the
+	// other direction ends too.
+	p.tunnels.Add(2)
+	pipe := func(dst, src net.Conn) {
+		defer p.tunnels.Done()
+		io.Copy(dst, src)
+		dst.Close()
+		src.Close()
+	}
+	go pipe(upstream, client)
+	go pipe(client, upstream)
+}
+
+func (p *connectProxy) seen() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.targets...)
+}
+
+// clearProxyEnv unsets every proxy variable for the test.
+func clearProxyEnv(t *testing.T) {
+	for _, name := range []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"} {
+		t.Setenv(name, "")
+	}
+}
+
+// get sends a GET through rt and returns the body.
+func get(t *testing.T, rt http.RoundTripper, url string) (string, error) {
+	t.Helper()
+	client := &http.Client{Transport: rt}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatalf("building request: %v", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
+}
+
+// writeCA writes the CA certificate to a file and returns its path.
+func writeCA(t *testing.T, ca *certtest.CA) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	certtest.WriteFile(t, path, ca.PEM)
+	return path
+}
+
+// dialTo returns a dialer that sends every connection to addr, in place of
+// resolving testHost through DNS.
+func dialTo(addr string) dialFunc {
+	return func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var dialer net.Dialer
+		return dialer.DialContext(ctx, network, addr)
+	}
+}
+
+func TestTransportThroughConnectProxy(t *testing.T) {
+	clearProxyEnv(t)
+	ca := certtest.NewCA(t, "private CA")
+	proxy := startProxy(t, startServer(t, ca))
+	t.Setenv("HTTPS_PROXY", proxy.server.URL)
+
+	rt, err := Transport(writeCA(t, ca))
+	if err != nil {
+		t.Fatalf("Transport: %v", err)
+	}
+	body, err := get(t, rt, "https://"+testHost+":8443/batch/")
+	if err != nil {
+		t.Fatalf("GET through the proxy: %v", err)
+	}
+	if body != "ok" {
+		t.Errorf("body = %q, want %q", body, "ok")
+	}
+	seen := proxy.seen()
+	if len(seen) != 1 || seen[0] != testHost+":8443" {
+		t.Errorf("proxy saw CONNECT %v, want [%s:8443]", seen, testHost)
+	}
+}
+
+func TestTransportNoProxyBypass(t *testing.T) {
+	clearProxyEnv(t)
+	ca := certtest.NewCA(t, "private CA")
+	addr := startServer(t, ca)
+	proxy := startProxy(t, addr)
+	t.Setenv("HTTPS_PROXY", proxy.server.URL)
+	t.Setenv("NO_PROXY", "."+strings.SplitN(testHost, ".", 2)[1])
+
+	rt, err := newTransport(writeCA(t, ca), 0, dialTo(addr))
+	if err != nil {
+		t.Fatalf("newTransport: %v", err)
+	}
+	body, err := get(t, rt, "https://"+testHost+"/batch/")
+	if err != nil {
+		t.Fatalf("GET direct: %v", err)
+	}
+	if body != "ok" {
+		t.Errorf("body = %q, want %q", body, "ok")
+	}
+	if seen := proxy.seen(); len(seen) != 0 {
+		t.Errorf("proxy saw CONNECT %v for a host in NO_PROXY", seen)
+	}
+}
+
+func TestTransportRejectsUnknownCA(t *testing.T) {
+	clearProxyEnv(t)
+	addr := startServer(t, certtest.NewCA(t, "server CA"))
+
+	rt, err := newTransport(writeCA(t, certtest.NewCA(t, "other CA")), 0, dialTo(addr))
+	if err != nil {
+		t.Fatalf("newTransport: %v", err)
+	}
+	_, err = get(t, rt, "https://"+testHost+"/")
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); !ok {
+		t.Errorf("GET error = %v, want a certificate verification error", err)
+	}
+}
+
+func TestTransportReloadsCAFile(t *testing.T) {
+	clearProxyEnv(t)
+	oldCA, newCA := certtest.NewCA(t, "old CA"), certtest.NewCA(t, "new CA")
+	addr := startServer(t, newCA)
+	caFile := writeCA(t, oldCA)
+
+	rt, err := newTransport(caFile, 0, dialTo(addr))
+	if err != nil {
+		t.Fatalf("newTransport: %v", err)
+	}
+	if _, err := get(t, rt, "https://"+testHost+"/"); err == nil {
+		t.Fatal("GET succeeded before the CA file named the server's CA")
+	}
+
+	certtest.WriteFile(t, caFile, newCA.PEM)
+	if _, err := get(t, rt, "https://"+testHost+"/"); err != nil {
+		t.Fatalf("GET after replacing the CA file: %v", err)
+	}
+}
+
+func TestTransportWithoutCAFile(t *testing.T) {
+	clearProxyEnv(t)
+	rt, err := Transport("")
+	if err != nil {
+		t.Fatalf("Transport: %v", err)
+	}
+	transport, ok := rt.(*http.Transport)
+	if !ok {
+		t.Fatalf("Transport returned %T, want *http.Transport", rt)
+	}
+	if transport.Proxy == nil {
+		t.Error("transport has no proxy function")
+	}
+}
+
+func TestTransportRejectsBadCAFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	certtest.WriteFile(t, path, []byte("not a certificate"))
+	if _, err := Transport(path); err == nil {
+		t.Error("Transport accepted a CA file without a PEM certificate")
+	}
+	if _, err := Transport(filepath.Join(t.TempDir(), "missing.pem")); err == nil {
+		t.Error("Transport accepted a missing CA file")
+	}
+}
