@@ -56,6 +56,9 @@ type Server struct {
 	invalid  func(Event) bool
 	requests int
 	hang     chan struct{}
+	// inFlight counts the events in requests not yet answered; peak is
+	// its maximum.
+	inFlight, peak int
 }
 
 // New starts a server that accepts the API key "phc_test".
@@ -160,11 +163,32 @@ func (s *Server) Gzipped() int {
 	return s.gzipped
 }
 
+// PeakInFlight returns the most events that were in unanswered requests at
+// one time.
+func (s *Server) PeakInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak
+}
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		s.reply(w, http.StatusBadRequest, "invalid_body", err.Error())
+		return
+	}
+	events := countEvents(body)
 	s.mu.Lock()
 	s.requests++
 	n, fault, hang := s.requests, s.fault, s.hang
+	s.inFlight += events
+	s.peak = max(s.peak, s.inFlight)
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight -= events
+		s.mu.Unlock()
+	}()
 
 	if hang != nil {
 		select {
@@ -185,8 +209,27 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	status, code, msg := s.capture(r)
+	status, code, msg := s.capture(r, body)
 	s.reply(w, status, code, msg)
+}
+
+// countEvents returns the length of the request's batch, or 0 when the
+// body does not decode.
+func countEvents(body []byte) int {
+	if bytes.HasPrefix(body, []byte{0x1f, 0x8b}) {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return 0
+		}
+		if body, err = io.ReadAll(io.LimitReader(zr, MaxDecompressedBytes)); err != nil {
+			return 0
+		}
+	}
+	var req struct {
+		Batch []json.RawMessage `json:"batch"`
+	}
+	json.Unmarshal(body, &req)
+	return len(req.Batch)
 }
 
 func (s *Server) reply(w http.ResponseWriter, status int, code, msg string) {
@@ -203,13 +246,9 @@ func (s *Server) reply(w http.ResponseWriter, status int, code, msg string) {
 }
 
 // capture applies the contract and stores the events of a valid request.
-func (s *Server) capture(r *http.Request) (int, string, string) {
+func (s *Server) capture(r *http.Request, body []byte) (int, string, string) {
 	if r.Method != http.MethodPost || r.URL.Path != "/batch/" {
 		return http.StatusNotFound, "not_found", "not found"
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-	if err != nil {
-		return http.StatusBadRequest, "invalid_body", err.Error()
 	}
 	if len(body) > MaxBodyBytes {
 		return http.StatusRequestEntityTooLarge, "payload_too_large", "request body too large"

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -51,7 +52,7 @@ type Config struct {
 
 	// StaticProperties are added to every event: key=value pairs separated
 	// by commas. A value keeps everything after the first "=".
-	StaticProperties map[string]string `env:"STATIC_PROPERTIES"`
+	StaticProperties map[string]string `env:"STATIC_PROPERTIES" envKeyValSeparator:"="`
 
 	// ShutdownTimeout bounds a graceful shutdown after SIGTERM, from the
 	// signal to exit.
@@ -136,8 +137,13 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 // Load reads the configuration from the environment and validates it. The
 // error lists every problem, each naming its variable.
 func Load() (Config, error) {
+	return Parse(env.ToMap(os.Environ()))
+}
+
+// Parse is Load on the given environment, a map from variable to value.
+func Parse(environ map[string]string) (Config, error) {
 	var c Config
-	if err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix}); err != nil {
+	if err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix, Environment: environ}); err != nil {
 		return c, err
 	}
 	c.applyDefaults()

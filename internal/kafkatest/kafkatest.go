@@ -4,10 +4,13 @@ package kafkatest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -22,7 +25,13 @@ type Cluster struct {
 // and closes it when the test ends.
 func New(t testing.TB, partitions int32, topics ...string) *Cluster {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.SeedTopics(partitions, topics...))
+	return NewWith(t, nil, partitions, topics...)
+}
+
+// NewWith is New with further kfake options.
+func NewWith(t testing.TB, opts []kfake.Opt, partitions int32, topics ...string) *Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.SeedTopics(partitions, topics...)}, opts...)...)
 	if err != nil {
 		t.Fatalf("starting kfake: %v", err)
 	}
@@ -62,7 +71,7 @@ func (c *Cluster) ProduceValues(topic string, values ...[]byte) {
 	for i, v := range values {
 		recs[i] = &kgo.Record{Topic: topic, Partition: 0, Value: v}
 	}
-	cl := c.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl := c.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(16<<20))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
@@ -74,12 +83,30 @@ func (c *Cluster) ProduceValues(topic string, values ...[]byte) {
 // topic; a partition without a commit is absent.
 func (c *Cluster) Committed(group, topic string) map[int32]int64 {
 	c.t.Helper()
-	adm := kadm.NewClient(c.Client())
+	out, err := c.CommittedE(group, topic)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+// CommittedE is Committed for use off the test goroutine: it returns the
+// error instead of failing the test. A group that does not exist yet has
+// no commits.
+func (c *Cluster) CommittedE(group, topic string) (map[int32]int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := adm.FetchOffsets(ctx, group)
+	resp, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[int32]int64{}, nil
+	}
 	if err != nil {
-		c.t.Fatalf("fetching offsets of group %s: %v", group, err)
+		return nil, fmt.Errorf("fetching offsets of group %s: %w", group, err)
 	}
 	out := make(map[int32]int64)
 	for part, o := range resp[topic] {
@@ -87,7 +114,7 @@ func (c *Cluster) Committed(group, topic string) map[int32]int64 {
 			out[part] = o.At
 		}
 	}
-	return out
+	return out, nil
 }
 
 // ReadAll returns every record in topic, reading until it has seen n
