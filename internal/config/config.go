@@ -144,7 +144,7 @@ func Load() (Config, error) {
 func Parse(environ map[string]string) (Config, error) {
 	var c Config
 	if err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix, Environment: environ}); err != nil {
-		return c, err
+		return c, nameParseErrors(err)
 	}
 	c.applyDefaults()
 	return c, c.Validate()
