@@ -1,0 +1,172 @@
+package enrich
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/llm-enricher/enricher/internal/event"
+)
+
+// benchUpstream is a user API that responds after latency and records when
+// each key was requested.
+type benchUpstream struct {
+	*httptest.Server
+	latency time.Duration
+	mu      sync.Mutex
+	calls   map[string][]time.Time
+}
+
+func newBenchUpstream(b *testing.B, latency time.Duration) *benchUpstream {
+	u := &benchUpstream{latency: latency, calls: make(map[string][]time.Time)}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.calls[r.URL.Path] = append(u.calls[r.URL.Path], time.Now())
+		u.mu.Unlock()
+		time.Sleep(u.latency)
+		_, _ = w.Write([]byte(`{"plan":"pro"}`))
+	}))
+	b.Cleanup(u.Close)
+	return u
+}
+
+// maxCallsPerTTL returns the largest number of requests for one key within
+// any window of length ttl.
+func (u *benchUpstream) maxCallsPerTTL(ttl time.Duration) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	most := 0
+	for _, times := range u.calls {
+		first := 0
+		for last := range times {
+			for times[last].Sub(times[first]) > ttl {
+				first++
+			}
+			most = max(most, last-first+1)
+		}
+	}
+	return most
+}
+
+func (u *benchUpstream) total() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, times := range u.calls {
+		n += len(times)
+	}
+	return n
+}
+
+// BenchmarkLookup enriches records whose user is looked up over HTTP with a
+// 10 ms upstream. In "all-hit" every user is cached for the whole run. In
+// "5pct-miss" one record in 20 has a new user, and the cached users expire
+// every 200 ms and are refreshed in the background. Up to maxInFlight
+// records are enriched at once, as the pipeline does.
+func BenchmarkLookup(b *testing.B) {
+	for _, bc := range []struct {
+		name      string
+		ttl       time.Duration
+		missEvery int // 0: no new users
+	}{
+		{name: "all-hit", ttl: time.Hour},
+		{name: "5pct-miss", ttl: 200 * time.Millisecond, missEvery: 20},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchLookup(b, bc.ttl, bc.missEvery) })
+	}
+}
+
+func benchLookup(b *testing.B, ttl time.Duration, missEvery int) {
+	const (
+		hotUsers    = 1000
+		maxInFlight = 4096
+	)
+	upstream := newBenchUpstream(b, 10*time.Millisecond)
+	reg := prometheus.NewRegistry()
+	cfg := Config{
+		Lookups: jsonArray(b, map[string]any{
+			"name": "users", "key": "distinct_id", "deadline": "5s",
+			"cache": map[string]any{"ttl": ttl.String(), "negative_ttl": min(ttl, time.Second).String()},
+			"http":  map[string]any{"url": upstream.URL + "/users/{key}"},
+		}),
+		Rules: jsonArray(b, map[string]any{"set": "plan", "lookup": "users", "field": "plan"}),
+	}
+	r := newRules(b, cfg, Options{Registerer: reg, Logger: nil})
+
+	hot := make([]mapRecord, hotUsers)
+	for i := range hot {
+		hot[i] = mapRecord{"distinct_id": "u-" + strconv.Itoa(i)}
+		enrichWait(b, r, newEvent(hot[i]), hot[i])
+	}
+	warmCalls := upstream.total()
+	warmHits := lookupCount(b, reg, "hits")
+	warmMisses := lookupCount(b, reg, "misses")
+
+	slots := make(chan struct{}, maxInFlight)
+	var wg sync.WaitGroup
+	var partial sync.Map
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		rec := hot[i%hotUsers]
+		if missEvery > 0 && i%missEvery == 0 {
+			rec = mapRecord{"distinct_id": "new-" + strconv.Itoa(i)}
+		}
+		ev := &event.Event{Name: event.Generation, Properties: make(map[string]any, 4)}
+		slots <- struct{}{}
+		wg.Add(1)
+		r.Enrich(b.Context(), ev, rec, func() {
+			if ev.Properties[event.PropPartial] != nil {
+				partial.Store(i, true)
+			}
+			<-slots
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	partial.Range(func(k, _ any) bool {
+		b.Fatalf("record %v went out partial", k)
+		return false
+	})
+	hits := lookupCount(b, reg, "hits") - warmHits
+	stale := lookupCount(b, reg, "stale_serves")
+	misses := lookupCount(b, reg, "misses") - warmMisses
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+	b.ReportMetric((hits+stale)/(hits+stale+misses), "hit-ratio")
+	b.ReportMetric(float64(upstream.maxCallsPerTTL(ttl)), "max-calls/key/ttl")
+	b.ReportMetric(float64(upstream.total()-warmCalls), "upstream-calls")
+}
+
+func lookupCount(b *testing.B, reg *prometheus.Registry, name string) float64 {
+	return metricValue(b, reg, "enricher_lookup_"+name+"_total", map[string]string{"lookup": "users"})
+}
+
+// BenchmarkEnrichNoLookup measures the path without lookups: a static
+// value, two record copies and a template, finished before Enrich returns.
+func BenchmarkEnrichNoLookup(b *testing.B) {
+	cfg := Config{Rules: jsonArray(b,
+		map[string]any{"set": "team", "value": "platform"},
+		map[string]any{"set": "conversation_id", "record": "properties.conversation_id"},
+		map[string]any{"set": "$session_id", "record": "properties.conversation_id"},
+		map[string]any{"set": "$ai_span_name", "template": "{provider}: {model}"},
+	)}
+	r := newRules(b, cfg, Options{})
+	rec := parseRecord(b, recordR)
+	ev := newEvent(rec)
+	done := func() {}
+
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(ev.Properties)
+		r.Enrich(b.Context(), ev, rec, done)
+	}
+}
