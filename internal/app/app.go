@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kslog"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/llm-enricher/enricher/internal/dlq"
 	"github.com/llm-enricher/enricher/internal/embedded"
 	"github.com/llm-enricher/enricher/internal/enrich"
+	"github.com/llm-enricher/enricher/internal/httpconn"
 	"github.com/llm-enricher/enricher/internal/pipeline"
 	"github.com/llm-enricher/enricher/internal/record"
 	"github.com/llm-enricher/enricher/internal/sink"
@@ -45,10 +47,23 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 			"example", fmt.Sprintf("kcat -P -b %s -t %s", cfg.Kafka.Brokers[0], cfg.Kafka.Topics[0]))
 	}
 
+	connOpts, err := cfg.Kafka.Conn.Opts()
+	if err != nil {
+		return err
+	}
 	snk, ready, err := newSink(cfg, log, stdout)
 	if err != nil {
 		return err
 	}
+	// Each run has its own registry, so that runs in one process (tests)
+	// do not collide.
+	reg := newRegistry()
+	enricher, err := newEnricher(cfg, connOpts, reg, log)
+	if err != nil {
+		snk.Close(context.Background())
+		return err
+	}
+	defer enricher.Close()
 
 	// work ends when the shutdown deadline passes: dead-letter retries and
 	// lookups stop then.
@@ -57,7 +72,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 
 	var pipe *pipeline.Pipeline
 	cons, err := consume.New(consume.Config{
-		Opts:             kafkaOpts(cfg, log),
+		Opts:             kafkaOpts(cfg, connOpts, log),
 		Topics:           cfg.Kafka.Topics,
 		Group:            cfg.Kafka.Group,
 		RebalanceTimeout: cfg.Kafka.RebalanceTimeout,
@@ -75,13 +90,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	}
 	pipe = pipeline.New(work, pipeline.Config{
 		Decoder:  record.V1{},
-		Enricher: enrich.Static(cfg.StaticProperties),
+		Enricher: enricher,
 		Sink:     snk,
 		DLQ:      dlq.New(cons.Client(), cfg.DLQTopic, log),
 		Logger:   log,
 	})
 
-	srv := startHTTP(cfg.HTTPAddr, log, newHealth(cons, ready))
+	srv := startHTTP(cfg.HTTPAddr, log, reg, newHealth(cons, ready))
 
 	runDone := make(chan error, 1)
 	go func() { runDone <- cons.Run(ctx) }()
@@ -137,6 +152,10 @@ func newSink(cfg config.Config, log *slog.Logger, stdout io.Writer) (sink.Sink, 
 		log.Info("writing events to standard output", "sink", cfg.Sink)
 		return sink.NewWriter(stdout), nil, nil
 	}
+	transport, err := httpconn.Transport(cfg.PostHog.CAFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%sPOSTHOG_CA_FILE: %w", config.Prefix, err)
+	}
 	ph, err := sink.NewPostHog(sink.PostHogConfig{
 		APIKey:        string(cfg.PostHog.APIKey),
 		Host:          cfg.PostHog.Host,
@@ -144,6 +163,7 @@ func newSink(cfg config.Config, log *slog.Logger, stdout io.Writer) (sink.Sink, 
 		BatchSize:     cfg.PostHog.BatchSize,
 		FlushInterval: cfg.PostHog.FlushInterval,
 		MaxQueue:      cfg.MaxInFlight + cfg.PostHog.BatchSize,
+		Transport:     transport,
 		RetryMin:      500 * time.Millisecond,
 		RetryMax:      30 * time.Second,
 		Logger:        log,
@@ -155,8 +175,24 @@ func newSink(cfg config.Config, log *slog.Logger, stdout io.Writer) (sink.Sink, 
 	return ph, ph.Ready, nil
 }
 
-func kafkaOpts(cfg config.Config, log *slog.Logger) []kgo.Opt {
-	return []kgo.Opt{
+// newEnricher builds the enrichment rules, with the static properties
+// applied first so that rules may override them.
+func newEnricher(cfg config.Config, connOpts []kgo.Opt, reg prometheus.Registerer, log *slog.Logger) (*enrich.Rules, error) {
+	lookupOpts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...)}, connOpts...)
+	rules, err := enrich.New(cfg.Enrich, enrich.Options{
+		Static:     cfg.StaticProperties,
+		Registerer: reg,
+		Logger:     log,
+		KafkaOpts:  lookupOpts,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building enrichment rules: %w", err)
+	}
+	return rules, nil
+}
+
+func kafkaOpts(cfg config.Config, connOpts []kgo.Opt, log *slog.Logger) []kgo.Opt {
+	return append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Kafka.Brokers...),
 		kgo.ClientID(cfg.Kafka.ClientID),
 		kgo.WithLogger(kslog.New(log.With("component", "franz-go"))),
@@ -165,5 +201,5 @@ func kafkaOpts(cfg config.Config, log *slog.Logger) []kgo.Opt {
 		// A dead-letter write that cannot be acknowledged fails after this
 		// long and is retried with backoff, so its failure is logged.
 		kgo.RecordDeliveryTimeout(30 * time.Second),
-	}
+	}, connOpts...)
 }

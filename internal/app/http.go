@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/llm-enricher/enricher/internal/consume"
@@ -48,12 +50,12 @@ func (h *health) serveLive(w http.ResponseWriter, _ *http.Request) {
 }
 
 // startHTTP serves metrics and health on addr; an empty addr serves nothing.
-func startHTTP(addr string, log *slog.Logger, h *health) *http.Server {
+func startHTTP(addr string, log *slog.Logger, reg *prometheus.Registry, h *health) *http.Server {
 	if addr == "" {
 		return nil
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.Handler())
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/readyz", h.serveReady)
 	mux.HandleFunc("/healthz", h.serveLive)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -69,4 +71,14 @@ func startHTTP(addr string, log *slog.Logger, h *health) *http.Server {
 		}
 	}()
 	return srv
+}
+
+// newRegistry returns a registry with the Go runtime and process metrics.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
 }

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/llm-enricher/enricher/internal/enrich"
+	"github.com/llm-enricher/enricher/internal/kafkaconn"
 )
 
 // Prefix is the prefix of every variable.
@@ -53,6 +56,11 @@ type Config struct {
 	// StaticProperties are added to every event: key=value pairs separated
 	// by commas. A value keeps everything after the first "=".
 	StaticProperties map[string]string `env:"STATIC_PROPERTIES" envKeyValSeparator:"="`
+
+	// Enrich holds the enrichment rules, lookups, privacy mode and
+	// redaction patterns: ENRICHER_RULES, ENRICHER_LOOKUPS,
+	// ENRICHER_PRIVACY_MODE and ENRICHER_REDACT_PATTERNS.
+	Enrich enrich.Config
 
 	// ShutdownTimeout bounds a graceful shutdown after SIGTERM, from the
 	// signal to exit.
@@ -97,6 +105,11 @@ type Kafka struct {
 	// SessionTimeout is how long the group keeps a member that stopped
 	// heartbeating.
 	SessionTimeout time.Duration `env:"SESSION_TIMEOUT" envDefault:"45s"`
+
+	// Conn holds the TLS and SASL settings, ENRICHER_KAFKA_TLS_* and
+	// ENRICHER_KAFKA_SASL_*. They apply to every Kafka client: the
+	// consumer, the dead-letter producer and Kafka table lookups.
+	Conn kafkaconn.Config
 }
 
 // PostHog configures the PostHog sink.
@@ -112,6 +125,10 @@ type PostHog struct {
 	BatchSize int `env:"BATCH_SIZE" envDefault:"100"`
 	// FlushInterval is the longest an event waits for its batch to fill.
 	FlushInterval time.Duration `env:"FLUSH_INTERVAL" envDefault:"1s"`
+	// CAFile is a PEM file of extra CA certificates for a self-hosted
+	// PostHog behind a private CA. Empty means the system roots only.
+	// HTTPS_PROXY and NO_PROXY apply as usual.
+	CAFile string `env:"CA_FILE"`
 }
 
 // Secret is a string that never prints.
@@ -201,6 +218,7 @@ func (c *Config) Validate() error {
 	}
 
 	errs = append(errs, c.validateSink()...)
+	errs = append(errs, c.Kafka.Conn.Validate(), c.Enrich.Validate())
 
 	for k := range c.StaticProperties {
 		if k == "" {

@@ -33,8 +33,8 @@ func nameParseErrors(err error) error {
 func collectVars(t reflect.Type, prefix string, vars map[string]string) {
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if p, ok := f.Tag.Lookup("envPrefix"); ok && f.Type.Kind() == reflect.Struct {
-			collectVars(f.Type, prefix+p, vars)
+		if f.Type.Kind() == reflect.Struct && f.Type.PkgPath() != "time" {
+			collectVars(f.Type, prefix+f.Tag.Get("envPrefix"), vars)
 			continue
 		}
 		if name := f.Tag.Get("env"); name != "" {

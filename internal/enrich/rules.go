@@ -19,6 +19,9 @@ import (
 
 // Options are the dependencies of Rules.
 type Options struct {
+	// Static properties are set on every event before the rules run, so
+	// that a rule with mode "always" can override them.
+	Static map[string]string
 	// Registerer receives the lookup metrics. Nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger receives starts, stops and lookup failures. Nil discards them.
@@ -33,6 +36,7 @@ type Options struct {
 
 // Rules is the Enricher built from a Config.
 type Rules struct {
+	static      map[string]string
 	rules       []rule
 	lookups     []*lookup.Lookup
 	keyPaths    []string // per lookup, the record path of its key
@@ -110,7 +114,7 @@ func New(cfg Config, opts Options) (*Rules, error) {
 		return nil, err
 	}
 
-	r := &Rules{privacyAll: cfg.PrivacyMode, redact: parsed.patterns, logger: opts.Logger}
+	r := &Rules{static: opts.Static, privacyAll: cfg.PrivacyMode, redact: parsed.patterns, logger: opts.Logger}
 	index := make(map[string]int, len(parsed.lookups))
 	for i, spec := range parsed.lookups {
 		l, err := lookup.New(spec, lookup.Options{
@@ -224,6 +228,9 @@ func parseTarget(set string) target {
 func (r *Rules) Enrich(ctx context.Context, ev *event.Event, rec Record, done func()) {
 	if ev.Properties == nil {
 		ev.Properties = make(map[string]any)
+	}
+	for k, v := range r.static {
+		ev.Properties[k] = v
 	}
 	r.protect(ev, rec)
 
