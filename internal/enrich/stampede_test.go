@@ -13,23 +13,29 @@ import (
 )
 
 // userService is an httptest user API that counts its requests. It responds
-// after latency, or, while hang is set, never: it holds each request until
-// the client gives up.
+// after latency, or, while hang is set, holds each request until the client
+// gives up or fail is called, which answers the held requests with 502.
 type userService struct {
 	*httptest.Server
 	calls   atomic.Int64
+	open    atomic.Int64 // requests not yet answered
 	latency time.Duration
 	hang    atomic.Bool
+	failed  chan struct{}
 	release chan struct{}
 }
 
 func newUserService(t *testing.T, latency time.Duration, body string) *userService {
-	s := &userService{latency: latency, release: make(chan struct{})}
+	s := &userService{latency: latency, failed: make(chan struct{}), release: make(chan struct{})}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.calls.Add(1)
+		s.open.Add(1)
+		defer s.open.Add(-1)
 		if s.hang.Load() {
 			select {
 			case <-r.Context().Done():
+			case <-s.failed:
+				w.WriteHeader(http.StatusBadGateway)
 			case <-s.release:
 			}
 			return
@@ -44,6 +50,10 @@ func newUserService(t *testing.T, latency time.Duration, body string) *userServi
 	})
 	return s
 }
+
+// fail answers the held requests, and those that arrive while hang is set,
+// with 502.
+func (s *userService) fail() { close(s.failed) }
 
 func TestLookupStampedeAndTimeout(t *testing.T) {
 	const (
@@ -61,9 +71,10 @@ func TestLookupStampedeAndTimeout(t *testing.T) {
 			"key":      "distinct_id",
 			"deadline": deadline.String(),
 			"cache":    map[string]any{"ttl": ttl.String(), "negative_ttl": negTTL.String(), "max_stale": ttl.String()},
-			// The request timeout outlasts the deadline, so the events of
-			// the timeout phase are released by the deadline alone.
-			"http": map[string]any{"url": users.URL + "/users/{key}", "timeout": "3s"},
+			// The request timeout outlasts the deadline and the test, so
+			// the events of the timeout phase are released by the deadline
+			// alone.
+			"http": map[string]any{"url": users.URL + "/users/{key}", "timeout": "1m"},
 		}),
 		Rules: jsonArray(t, map[string]any{"set": "plan", "lookup": "users", "field": "plan"}),
 	}
@@ -140,9 +151,18 @@ func TestLookupStampedeAndTimeout(t *testing.T) {
 		if got := users.calls.Load(); got != 3 {
 			t.Errorf("upstream calls = %d, want 3", got)
 		}
+		// Every event went out while the one upstream request was still
+		// held, so no event waited for more than the deadline.
+		if got := users.open.Load(); got != 1 {
+			t.Errorf("open upstream requests = %d after the events went out, want 1", got)
+		}
+		if got := upstream("error"); got != 0 {
+			t.Errorf("failed upstream requests = %v before the upstream responded, want 0", got)
+		}
 	})
 
 	t.Run("failure cached for the negative TTL", func(t *testing.T) {
+		users.fail()
 		eventually(t, "the failed request", func() bool { return upstream("error") == 1 })
 		users.hang.Store(false)
 
@@ -185,6 +205,62 @@ func TestLookupStampedeAndTimeout(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLookupStampedeWithoutStale sends 500 records for one user within
+// 100 ms after the cache entry expired, with stale serving off: they all
+// wait for one upstream request instead of sending one each.
+func TestLookupStampedeWithoutStale(t *testing.T) {
+	const (
+		records = 500
+		ttl     = time.Minute
+	)
+	users := newUserService(t, 200*time.Millisecond, `{"plan":"pro"}`)
+	clock := newFakeClock()
+	reg := prometheus.NewRegistry()
+	cfg := Config{
+		Lookups: jsonArray(t, map[string]any{
+			"name":  "users",
+			"key":   "distinct_id",
+			"cache": map[string]any{"ttl": ttl.String(), "max_stale": "0s"},
+			"http":  map[string]any{"url": users.URL + "/users/{key}", "timeout": "1m"},
+		}),
+		Rules: jsonArray(t, map[string]any{"set": "plan", "lookup": "users", "field": "plan"}),
+	}
+	r := newRules(t, cfg, Options{Registerer: reg, Now: clock.Now})
+	rec := parseRecord(t, recordR)
+	enrichWait(t, r, newEvent(rec), rec)
+	if got := users.calls.Load(); got != 1 {
+		t.Fatalf("upstream calls to fill the cache = %d, want 1", got)
+	}
+
+	expiry := clock.Now().Add(ttl)
+	events := make([]*event.Event, records)
+	dones := make([]chan struct{}, records)
+	for i := range records {
+		clock.Set(expiry.Add(time.Duration(i) * 200 * time.Microsecond))
+		events[i] = newEvent(rec)
+		dones[i] = startEnrich(r, events[i], rec)
+	}
+	for i := range records {
+		waitDone(t, dones[i])
+		if got := events[i].Properties["plan"]; got != "pro" {
+			t.Fatalf("event %d: plan = %v, want pro", i, got)
+		}
+		if _, ok := events[i].Properties[event.PropPartial]; ok {
+			t.Fatalf("event %d: marked partial, want complete", i)
+		}
+	}
+	if got := users.calls.Load(); got != 2 {
+		t.Errorf("upstream calls = %d, want 2: one fill and one for the 500 records", got)
+	}
+	labels := map[string]string{"lookup": "users"}
+	if got := metricValue(t, reg, "enricher_lookup_misses_total", labels); got != records+1 {
+		t.Errorf("misses = %v, want %d", got, records+1)
+	}
+	if got := metricValue(t, reg, "enricher_lookup_stale_serves_total", labels); got != 0 {
+		t.Errorf("stale serves = %v, want 0 with max_stale 0s", got)
+	}
 }
 
 // TestEnrichDoesNotSerialise checks that an event waiting for a slow lookup

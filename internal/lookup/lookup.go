@@ -18,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/singleflight"
 )
@@ -75,7 +75,7 @@ type Lookup struct {
 	// An HTTP lookup has a source and a cache. A Kafka or file lookup has
 	// a table instead.
 	source   *httpSource
-	cache    *lru.Cache[string, *entry]
+	cache    *expirable.LRU[string, *entry]
 	flights  singleflight.Group
 	ttl      time.Duration
 	negTTL   time.Duration
@@ -161,15 +161,17 @@ func (l *Lookup) initHTTP(spec Spec) error {
 	if err != nil {
 		return err
 	}
-	cache, err := lru.New[string, *entry](spec.Cache.MaxEntries)
-	if err != nil {
-		return fmt.Errorf("creating cache: %w", err)
-	}
 	l.source = source
-	l.cache = cache
 	l.ttl = time.Duration(spec.Cache.TTL)
 	l.negTTL = time.Duration(spec.Cache.NegativeTTL)
 	l.maxStale = time.Duration(*spec.Cache.MaxStale)
+	// The cache drops an entry once no rule can use it: after TTL plus
+	// MaxStale, the longest any entry is served. Each entry carries its
+	// own shorter limits, which Start checks on the lookup's clock.
+	// NOTE: golang-lru v2.0.7 starts a goroutine per expirable cache that
+	// never ends, so each HTTP lookup leaves one goroutine behind after
+	// Close.
+	l.cache = expirable.NewLRU[string, *entry](spec.Cache.MaxEntries, nil, l.ttl+l.maxStale)
 	return nil
 }
 

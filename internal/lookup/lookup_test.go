@@ -3,20 +3,26 @@ package lookup
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// golang-lru v2.0.7 gives each expirable cache a cleanup goroutine
+	// that never ends.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/hashicorp/golang-lru/v2/expirable.NewLRU[...].func1"))
 }
 
 func TestField(t *testing.T) {
@@ -263,4 +269,165 @@ func TestFileMissingAtStart(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `creating lookup "tiers": opening lookup file`) {
 		t.Errorf("error = %v, want one about opening the file", err)
 	}
+}
+
+// TestHTTPTimeoutCachedBriefly checks that a request that times out is
+// cached as a failure for the negative TTL only: no request is sent for the
+// key until it ends, and one is sent after.
+func TestHTTPTimeoutCachedBriefly(t *testing.T) {
+	var calls atomic.Int64
+	var slow atomic.Bool
+	slow.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if slow.Load() {
+			<-r.Context().Done()
+			return
+		}
+		_, _ = w.Write([]byte(`{"tier":"pro"}`))
+	}))
+	defer srv.Close()
+
+	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	var clock atomic.Int64
+	clock.Store(now.UnixNano())
+	spec := Spec{
+		Name: "users", Key: "distinct_id", Deadline: Duration(time.Minute),
+		Cache: &CacheSpec{TTL: Duration(time.Hour), NegativeTTL: Duration(10 * time.Second)},
+		HTTP:  &HTTPSpec{URL: srv.URL + "/users/{key}", Timeout: Duration(50 * time.Millisecond)},
+	}
+	spec.ApplyDefaults()
+	l, err := New(spec, Options{Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	res := get(t, l, "u-1")
+	if !errors.Is(res.Err, context.DeadlineExceeded) {
+		t.Fatalf("first lookup: error = %v, want the request timeout", res.Err)
+	}
+	slow.Store(false)
+
+	clock.Store(now.Add(9 * time.Second).UnixNano())
+	res, p := l.Start("u-1")
+	if p != nil {
+		t.Fatalf("within the negative TTL: the lookup waited, want the cached failure")
+	}
+	if !errors.Is(res.Err, context.DeadlineExceeded) {
+		t.Errorf("within the negative TTL: error = %v, want the cached timeout", res.Err)
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("requests within the negative TTL = %d, want 1", got)
+	}
+
+	clock.Store(now.Add(11 * time.Second).UnixNano())
+	res = get(t, l, "u-1")
+	if tier, _ := Field(res.Value, "tier"); !res.Found || tier != "pro" {
+		t.Errorf("after the negative TTL: result = %+v, want tier pro", res)
+	}
+	if got := calls.Load(); got != 2 {
+		t.Errorf("requests after the negative TTL = %d, want 2", got)
+	}
+}
+
+// TestStaleServedWhileRefreshFails checks that an expired value is served
+// while its refresh fails, and that the next refresh waits for the negative
+// TTL.
+func TestStaleServedWhileRefreshFails(t *testing.T) {
+	var calls atomic.Int64
+	var down atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte(`{"tier":"pro"}`))
+	}))
+	defer srv.Close()
+
+	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	var clock atomic.Int64
+	clock.Store(now.UnixNano())
+	set := func(d time.Duration) { clock.Store(now.Add(d).UnixNano()) }
+	spec := Spec{
+		Name: "users", Key: "distinct_id",
+		Cache: &CacheSpec{TTL: Duration(time.Minute), NegativeTTL: Duration(10 * time.Second)},
+		HTTP:  &HTTPSpec{URL: srv.URL + "/users/{key}"},
+	}
+	spec.ApplyDefaults()
+	metrics, err := NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(spec, Options{Metrics: metrics, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	if res := get(t, l, "u-1"); !res.Found {
+		t.Fatalf("first lookup: %+v, want found", res)
+	}
+	down.Store(true)
+
+	stale := func(at time.Duration) {
+		t.Helper()
+		set(at)
+		res, p := l.Start("u-1")
+		if p != nil {
+			t.Fatalf("at %s: the lookup waited, want the stale value at once", at)
+		}
+		if tier, _ := Field(res.Value, "tier"); !res.Found || res.Err != nil || tier != "pro" {
+			t.Errorf("at %s: result = %+v, want the stale tier pro", at, res)
+		}
+	}
+	stale(61 * time.Second) // starts a refresh, which fails
+	waitFor(t, "the failed refresh", func() bool {
+		return sampleCount(t, metrics.upstream.WithLabelValues("users", "error").(prometheus.Metric)) == 1
+	})
+	stale(65 * time.Second) // within the negative TTL of the failure: no refresh
+	if got := calls.Load(); got != 2 {
+		t.Errorf("requests within the negative TTL = %d, want 2", got)
+	}
+
+	down.Store(false)
+	stale(72 * time.Second) // past it: one more refresh, which succeeds
+	waitFor(t, "the second refresh", func() bool {
+		return sampleCount(t, metrics.upstream.WithLabelValues("users", "found").(prometheus.Metric)) == 2
+	})
+	if got := calls.Load(); got != 3 {
+		t.Errorf("requests = %d, want 3", got)
+	}
+	if got := sampleCount(t, metrics.stale.WithLabelValues("users")); got != 3 {
+		t.Errorf("stale serves = %v, want 3", got)
+	}
+}
+
+// waitFor polls cond until it holds. The limit guards against a hang; it is
+// not a timing assertion.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	limit := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(limit) {
+			t.Fatalf("%s did not happen within 20s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sampleCount returns the value of a counter or the sample count of a
+// histogram.
+func sampleCount(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var out dto.Metric
+	if err := m.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	if h := out.GetHistogram(); h != nil {
+		return float64(h.GetSampleCount())
+	}
+	return out.GetCounter().GetValue()
 }
