@@ -179,6 +179,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 					recs = append(recs, r)
 				}
 			}
+			if part := c.partition(p.Topic, p.Partition); part != nil {
+				part.setEnd(p.HighWatermark)
+			}
 		})
 		// Every polled record is registered: a rebalance may run from here
 		// on, and a revoke sees all records it has to wait for.
@@ -272,6 +275,22 @@ func (c *Consumer) Drain(ctx context.Context) int {
 	}
 	c.count.Release(max)
 	return 0
+}
+
+// Backlog returns how many records of the assigned partitions are not yet
+// resolved: handed to the Handler and not done, or not yet polled as of
+// the last fetch. It reads no offsets from the brokers, so a partition
+// that was never fetched counts nothing.
+func (c *Consumer) Backlog() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n int64
+	for _, parts := range c.parts {
+		for _, p := range parts {
+			n += p.backlog()
+		}
+	}
+	return n
 }
 
 // inFlight counts the records handed over and not done.

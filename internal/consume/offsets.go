@@ -24,6 +24,10 @@ type partition struct {
 	nextEpoch int32
 	// committed is the last offset committed for this assignment, or -1.
 	committed int64
+	// polled is the offset after the last polled record, or -1.
+	polled int64
+	// end is the high watermark of the last fetch, or -1.
+	end int64
 	// revoked is set once the partition is revoked or lost. Resolutions
 	// that arrive later change nothing.
 	revoked bool
@@ -36,7 +40,7 @@ type entry struct {
 }
 
 func newPartition() *partition {
-	return &partition{next: -1, committed: -1}
+	return &partition{next: -1, committed: -1, polled: -1, end: -1}
 }
 
 // add registers a polled record. Records arrive in offset order.
@@ -47,7 +51,36 @@ func (p *partition) add(r *kgo.Record) bool {
 		return false
 	}
 	p.pending = append(p.pending, entry{offset: r.Offset, epoch: r.LeaderEpoch})
+	p.polled = r.Offset + 1
 	return true
+}
+
+// setEnd records the high watermark of a fetch.
+func (p *partition) setEnd(offset int64) {
+	p.mu.Lock()
+	p.end = max(p.end, offset)
+	p.mu.Unlock()
+}
+
+// backlog returns the records not yet resolved: polled and in flight, or
+// behind the high watermark and not yet polled.
+//
+// NOTE: a partition whose last offset is a transaction marker keeps a
+// backlog of one after everything is polled, because markers are never
+// handed to the poll loop.
+func (p *partition) backlog() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n int64
+	for _, e := range p.pending {
+		if !e.resolved {
+			n++
+		}
+	}
+	if p.polled >= 0 && p.end > p.polled {
+		n += p.end - p.polled
+	}
+	return n
 }
 
 // resolve marks the record at offset resolved and drops the resolved

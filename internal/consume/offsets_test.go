@@ -92,3 +92,34 @@ func TestPartitionUnknownOffsetIgnored(t *testing.T) {
 		t.Errorf("unresolved = %d, want 2", n)
 	}
 }
+
+// The backlog counts records in flight and records behind the high
+// watermark that are not yet polled; resolved records leave it.
+func TestPartitionBacklog(t *testing.T) {
+	p := newPartition()
+	if n := p.backlog(); n != 0 {
+		t.Fatalf("backlog of a new partition = %d, want 0", n)
+	}
+	addOffsets(p, 10, 11, 12)
+	p.setEnd(20)
+	if n := p.backlog(); n != 3+7 {
+		t.Fatalf("backlog = %d, want 3 in flight + 7 not polled", n)
+	}
+	p.resolve(11)
+	if n := p.backlog(); n != 2+7 {
+		t.Fatalf("backlog after resolving 11 = %d, want 9", n)
+	}
+	p.setEnd(15) // an older fetch's watermark does not move it back
+	addOffsets(p, 13, 14, 15, 16, 17, 18, 19)
+	p.resolve(10)
+	p.resolve(12)
+	if n := p.backlog(); n != 7 {
+		t.Fatalf("backlog = %d, want the 7 records in flight", n)
+	}
+	for o := int64(13); o < 20; o++ {
+		p.resolve(o)
+	}
+	if n := p.backlog(); n != 0 {
+		t.Fatalf("backlog with everything resolved = %d, want 0", n)
+	}
+}
