@@ -97,6 +97,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	})
 
 	srv := startHTTP(cfg.HTTPAddr, log, reg, newHealth(cons, ready))
+	stopCheck := startKafkaCheck(ctx, cons.Client(), cfg, log)
+	defer stopCheck()
 
 	runDone := make(chan error, 1)
 	go func() { runDone <- cons.Run(ctx) }()

@@ -26,8 +26,10 @@ import (
 // to the options of every client that talks to these brokers. The returned
 // options share one set of reloaded TLS files.
 //
-// Opts reads the TLS files once, so a file that does not parse, or a client
-// certificate that is expired, fails here rather than on the first dial.
+// Opts reads the TLS files once, so a file that does not parse fails here
+// rather than on the first dial. An expired client certificate does not fail
+// here: cert-manager may renew it in place, so it fails each TLS handshake
+// with a *tlsreload.ValidityError until the files are replaced.
 func (c Config) Opts() ([]kgo.Opt, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -84,9 +86,6 @@ func (c Config) newTLSDialer(dialer *net.Dialer) (*tlsDialer, error) {
 		d.keyPair, err = tlsreload.NewKeyPair(c.TLSCertFile, c.TLSKeyFile, c.TLSReloadInterval)
 		if err != nil {
 			return nil, fmt.Errorf("loading %s and %s: %w", envTLSCertFile, envTLSKeyFile, err)
-		}
-		if err := d.keyPair.CheckValidity(); err != nil {
-			return nil, fmt.Errorf("%s: %w", envTLSCertFile, err)
 		}
 	}
 	return d, nil
