@@ -14,11 +14,11 @@ import (
 
 // userService is an httptest user API that counts its requests. It responds
 // after latency, or, while hang is set, holds each request until the client
-// gives up or fail is called, which answers the held requests with 502.
+// gives up or fail is called, which responds to the held requests with 502.
 type userService struct {
 	*httptest.Server
 	calls   atomic.Int64
-	open    atomic.Int64 // requests not yet answered
+	open    atomic.Int64 // requests without a response yet
 	latency time.Duration
 	hang    atomic.Bool
 	failed  chan struct{}
@@ -51,8 +51,8 @@ func newUserService(t *testing.T, latency time.Duration, body string) *userServi
 	return s
 }
 
-// fail answers the held requests, and those that arrive while hang is set,
-// with 502.
+// fail responds with 502 to the held requests, and to those that arrive
+// while hang is set.
 func (s *userService) fail() { close(s.failed) }
 
 func TestLookupStampedeAndTimeout(t *testing.T) {
