@@ -39,6 +39,10 @@ type PostHogConfig struct {
 	RetryMin, RetryMax time.Duration
 	// Logger receives retry warnings and posthog-go's messages (at Debug).
 	Logger *slog.Logger
+	// OnDuplicate, when set, is called for each event completed without
+	// being sent, because an event with its uuid was accepted while it
+	// waited.
+	OnDuplicate func()
 }
 
 // PostHog delivers events with posthog-go and learns from its callbacks
@@ -230,6 +234,8 @@ func (s *PostHog) retryLater(p *pending, cause error, status int) {
 }
 
 // finish completes p and hands its uuid to the next event waiting for it.
+// When PostHog accepted p, the events waiting for its uuid are complete
+// too: their uuid is stored, and sending them would only add a duplicate.
 func (s *PostHog) finish(p *pending, err error) {
 	s.mu.Lock()
 	if s.owners[p.ev.UUID] != p {
@@ -237,6 +243,11 @@ func (s *PostHog) finish(p *pending, err error) {
 		return
 	}
 	var next *pending
+	var skipped []*pending
+	if err == nil {
+		skipped = s.followers[p.ev.UUID]
+		delete(s.followers, p.ev.UUID)
+	}
 	if queue := s.followers[p.ev.UUID]; len(queue) > 0 {
 		next = queue[0]
 		if len(queue) == 1 {
@@ -252,6 +263,12 @@ func (s *PostHog) finish(p *pending, err error) {
 	s.mu.Unlock()
 
 	p.done(err)
+	for _, f := range skipped {
+		if s.cfg.OnDuplicate != nil {
+			s.cfg.OnDuplicate()
+		}
+		f.done(nil)
+	}
 	switch {
 	case next != nil && closing:
 		s.finish(next, ErrClosed)

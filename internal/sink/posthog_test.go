@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -242,9 +243,12 @@ func TestPostHogQueueFullIsRetried(t *testing.T) {
 	}
 }
 
+// An event whose uuid is in flight waits, and completes without being sent
+// once PostHog accepts the first.
 func TestPostHogSameUUIDTwice(t *testing.T) {
 	srv := capturetest.New(t)
-	s := newSink(t, srv, nil)
+	var skipped atomic.Int64
+	s := newSink(t, srv, func(c *PostHogConfig) { c.OnDuplicate = func() { skipped.Add(1) } })
 	res := newResults()
 	a, b := testEvent(1), testEvent(1)
 	s.Send(a, res.done(a.UUID))
@@ -254,6 +258,12 @@ func TestPostHogSameUUIDTwice(t *testing.T) {
 		if err != nil {
 			t.Errorf("err = %v, want both delivered", err)
 		}
+	}
+	if n := srv.UUIDs()[a.UUID]; n != 1 {
+		t.Errorf("server received the uuid %d times, want once", n)
+	}
+	if n := skipped.Load(); n != 1 {
+		t.Errorf("OnDuplicate called %d times, want 1", n)
 	}
 }
 
