@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -36,8 +37,9 @@ type Pipeline struct {
 type Hooks struct {
 	// Consumed is called for each record handed to the pipeline.
 	Consumed func()
-	// Delivered is called for each event PostHog accepted.
-	Delivered func(ev *event.Event)
+	// Delivered is called for each event PostHog accepted, with the time
+	// since the event was handed to the sink.
+	Delivered func(ev *event.Event, latency time.Duration)
 	// DeadLettered is called for each record written to the dead-letter
 	// topic, with a short reason: "decode", "too_large" or "rejected".
 	DeadLettered func(reason string)
@@ -100,11 +102,12 @@ func (p *Pipeline) send(r *kgo.Record, ev *event.Event, done func(bool)) {
 	if ev.Properties[event.PropPartial] == true {
 		call(p.hooks.Partial)
 	}
+	start := time.Now()
 	p.sink.Send(ev, func(err error) {
 		switch {
 		case err == nil:
 			if p.hooks.Delivered != nil {
-				p.hooks.Delivered(ev)
+				p.hooks.Delivered(ev, time.Since(start))
 			}
 			done(true)
 		case errors.Is(err, sink.ErrRejected):
