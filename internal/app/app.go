@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/llm-enricher/enricher/internal/config"
@@ -20,7 +21,9 @@ import (
 	"github.com/llm-enricher/enricher/internal/dlq"
 	"github.com/llm-enricher/enricher/internal/embedded"
 	"github.com/llm-enricher/enricher/internal/enrich"
+	"github.com/llm-enricher/enricher/internal/event"
 	"github.com/llm-enricher/enricher/internal/httpconn"
+	"github.com/llm-enricher/enricher/internal/metrics"
 	"github.com/llm-enricher/enricher/internal/pipeline"
 	"github.com/llm-enricher/enricher/internal/record"
 	"github.com/llm-enricher/enricher/internal/sink"
@@ -51,13 +54,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	snk, ready, err := newSink(cfg, log, stdout)
-	if err != nil {
-		return err
-	}
 	// Each run has its own registry, so that runs in one process (tests)
 	// do not collide.
 	reg := newRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		return err
+	}
+	prog := newProgress(cfg.ProgressTimeout, nil)
+	snk, ready, err := newSink(cfg, log, stdout, m, prog.mark)
+	if err != nil {
+		return err
+	}
 	enricher, err := newEnricher(cfg, connOpts, reg, log)
 	if err != nil {
 		snk.Close(context.Background())
@@ -72,7 +80,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 
 	var pipe *pipeline.Pipeline
 	cons, err := consume.New(consume.Config{
-		Opts:             kafkaOpts(cfg, connOpts, log),
+		Opts:             append(kafkaOpts(cfg, connOpts, log), kgo.WithHooks(kafkaMetrics(reg))),
 		Topics:           cfg.Kafka.Topics,
 		Group:            cfg.Kafka.Group,
 		RebalanceTimeout: cfg.Kafka.RebalanceTimeout,
@@ -83,7 +91,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		MaxInFlightBytes: cfg.MaxInFlightBytes,
 		Hold:             ready,
 		Logger:           log,
-	}, consume.HandlerFunc(func(r *kgo.Record, done func(bool)) { pipe.Handle(r, done) }))
+		Observer:         m.Consumer(nil),
+	}, consume.HandlerFunc(func(r *kgo.Record, done func(bool)) {
+		m.RecordStarted()
+		prog.mark()
+		pipe.Handle(r, func(resolved bool) {
+			m.RecordDone()
+			prog.mark()
+			done(resolved)
+		})
+	}))
 	if err != nil {
 		snk.Close(context.Background())
 		return err
@@ -94,9 +111,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		Sink:     snk,
 		DLQ:      dlq.New(cons.Client(), cfg.DLQTopic, log),
 		Logger:   log,
+		Hooks: pipeline.Hooks{
+			Delivered:    func(_ *event.Event, latency time.Duration) { m.Delivered(latency) },
+			DeadLettered: m.DeadLettered,
+			Truncated:    m.Truncated,
+			Partial:      m.Partial,
+		},
 	})
 
-	srv := startHTTP(cfg.HTTPAddr, log, reg, newHealth(cons, ready))
+	srv := startHTTP(cfg.HTTPAddr, log, reg, newHealth(cons, ready, prog, log))
 	stopCheck := startKafkaCheck(ctx, cons.Client(), cfg, log)
 	defer stopCheck()
 
@@ -149,7 +172,9 @@ func shutdown(timeout time.Duration, runDone <-chan error, cons *consume.Consume
 	return runErr
 }
 
-func newSink(cfg config.Config, log *slog.Logger, stdout io.Writer) (sink.Sink, func() error, error) {
+// newSink returns the configured sink and, for PostHog, its readiness
+// check. answered is called for each response from PostHog.
+func newSink(cfg config.Config, log *slog.Logger, stdout io.Writer, m *metrics.Metrics, answered func()) (sink.Sink, func() error, error) {
 	if cfg.Sink == config.SinkStdout {
 		log.Info("writing events to standard output", "sink", cfg.Sink)
 		return sink.NewWriter(stdout), nil, nil
@@ -165,7 +190,8 @@ func newSink(cfg config.Config, log *slog.Logger, stdout io.Writer) (sink.Sink, 
 		BatchSize:     cfg.PostHog.BatchSize,
 		FlushInterval: cfg.PostHog.FlushInterval,
 		MaxQueue:      cfg.MaxInFlight + cfg.PostHog.BatchSize,
-		Transport:     transport,
+		Transport:     m.Transport(transport, answered),
+		OnDuplicate:   m.DuplicateSkipped,
 		RetryMin:      500 * time.Millisecond,
 		RetryMax:      30 * time.Second,
 		Logger:        log,
@@ -191,6 +217,13 @@ func newEnricher(cfg config.Config, connOpts []kgo.Opt, reg prometheus.Registere
 		return nil, fmt.Errorf("building enrichment rules: %w", err)
 	}
 	return rules, nil
+}
+
+// kafkaMetrics returns franz-go's client metrics, enricher_kafka_*, for
+// the consumer's client only: kprom registers its metrics once per client,
+// and lookups and the connection check have clients of their own.
+func kafkaMetrics(reg *prometheus.Registry) *kprom.Metrics {
+	return kprom.NewMetrics(metrics.Namespace, kprom.Registry(reg), kprom.Subsystem("kafka"))
 }
 
 func kafkaOpts(cfg config.Config, connOpts []kgo.Opt, log *slog.Logger) []kgo.Opt {

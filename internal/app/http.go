@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,15 +17,21 @@ import (
 
 // health serves /healthz and /readyz.
 type health struct {
-	cons  *consume.Consumer
-	ready func() error
+	cons     *consume.Consumer
+	ready    func() error
+	progress *progress
+	log      *slog.Logger
+	// failing is set while liveness fails, so that only changes are logged.
+	failing atomic.Bool
 }
 
-func newHealth(cons *consume.Consumer, ready func() error) *health {
-	return &health{cons: cons, ready: ready}
+func newHealth(cons *consume.Consumer, ready func() error, p *progress, log *slog.Logger) *health {
+	return &health{cons: cons, ready: ready, progress: p, log: log}
 }
 
-// readiness returns why the enricher is not ready, or nil.
+// readiness returns why the enricher is not ready, or nil: it is ready
+// once the group has assigned it partitions and while PostHog accepts
+// the API key.
 func (h *health) readiness() error {
 	select {
 	case <-h.cons.Joined():
@@ -37,15 +44,32 @@ func (h *health) readiness() error {
 	return nil
 }
 
-func (h *health) serveReady(w http.ResponseWriter, _ *http.Request) {
-	if err := h.readiness(); err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
+// liveness returns why the enricher should be restarted, or nil, and logs
+// when that changes.
+func (h *health) liveness() error {
+	err := h.progress.check(h.cons.Backlog())
+	switch {
+	case err != nil && !h.failing.Swap(true):
+		h.log.Error("liveness check failing; the orchestrator may restart the enricher", "err", err)
+	case err == nil && h.failing.Swap(false):
+		h.log.Info("liveness check passing again")
 	}
-	w.Write([]byte("ok\n"))
+	return err
+}
+
+func (h *health) serveReady(w http.ResponseWriter, _ *http.Request) {
+	serveCheck(w, h.readiness())
 }
 
 func (h *health) serveLive(w http.ResponseWriter, _ *http.Request) {
+	serveCheck(w, h.liveness())
+}
+
+func serveCheck(w http.ResponseWriter, err error) {
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	w.Write([]byte("ok\n"))
 }
 
