@@ -76,7 +76,10 @@ type Config struct {
 	// CommitInterval is how often resolved offsets are committed.
 	CommitInterval time.Duration `env:"COMMIT_INTERVAL" envDefault:"1s"`
 	// ProgressTimeout is how long the enricher may go without progress
-	// while records wait, before /healthz fails.
+	// while records wait, before /healthz fails. Progress is a record
+	// polled or resolved, or a response from PostHog. It must be longer
+	// than ENRICHER_KAFKA_REBALANCE_TIMEOUT, because a rebalance stops
+	// polling for up to that long.
 	ProgressTimeout time.Duration `env:"PROGRESS_TIMEOUT" envDefault:"2m"`
 
 	// HTTPAddr is the listen address of /metrics, /healthz and /readyz.
@@ -212,6 +215,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RevokeTimeout <= 0 || c.RevokeTimeout >= c.Kafka.RebalanceTimeout {
 		add("REVOKE_TIMEOUT", "%s must be positive and shorter than ENRICHER_KAFKA_REBALANCE_TIMEOUT (%s), or the group evicts the member while it delivers", c.RevokeTimeout, c.Kafka.RebalanceTimeout)
+	}
+	if c.ProgressTimeout > 0 && c.ProgressTimeout <= c.Kafka.RebalanceTimeout {
+		add("PROGRESS_TIMEOUT", "%s must be longer than ENRICHER_KAFKA_REBALANCE_TIMEOUT (%s), or a slow rebalance fails the liveness check", c.ProgressTimeout, c.Kafka.RebalanceTimeout)
 	}
 	if c.Kafka.SessionTimeout <= 0 {
 		add("KAFKA_SESSION_TIMEOUT", "must be positive")

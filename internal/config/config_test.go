@@ -54,21 +54,23 @@ func TestEmptyRequiredValues(t *testing.T) {
 		env  map[string]string
 		name string
 	}{
-		"empty key":          {with(valid(), "ENRICHER_POSTHOG_API_KEY", ""), "ENRICHER_POSTHOG_API_KEY"},
-		"blank key":          {with(valid(), "ENRICHER_POSTHOG_API_KEY", "  "), "ENRICHER_POSTHOG_API_KEY"},
-		"empty brokers":      {with(valid(), "ENRICHER_KAFKA_BROKERS", ""), "ENRICHER_KAFKA_BROKERS"},
-		"comma brokers":      {with(valid(), "ENRICHER_KAFKA_BROKERS", ","), "ENRICHER_KAFKA_BROKERS"},
-		"broker no port":     {with(valid(), "ENRICHER_KAFKA_BROKERS", "kafka"), "ENRICHER_KAFKA_BROKERS"},
-		"no brokers":         {func() map[string]string { e := valid(); delete(e, "ENRICHER_KAFKA_BROKERS"); return e }(), "ENRICHER_KAFKA_BROKERS"},
-		"bad host":           {with(valid(), "ENRICHER_POSTHOG_HOST", "us.i.posthog.com"), "ENRICHER_POSTHOG_HOST"},
-		"dlq is source":      {with(valid(), "ENRICHER_DLQ_TOPIC", "llm-calls"), "ENRICHER_DLQ_TOPIC"},
-		"bad sink":           {with(valid(), "ENRICHER_SINK", "kafka"), "ENRICHER_SINK"},
-		"bad level":          {with(valid(), "ENRICHER_LOG_LEVEL", "loud"), "ENRICHER_LOG_LEVEL"},
-		"revoke too long":    {with(valid(), "ENRICHER_REVOKE_TIMEOUT", "60s"), "ENRICHER_REVOKE_TIMEOUT"},
-		"zero shutdown":      {with(valid(), "ENRICHER_SHUTDOWN_TIMEOUT", "0s"), "ENRICHER_SHUTDOWN_TIMEOUT"},
-		"tiny in-flight":     {with(valid(), "ENRICHER_MAX_IN_FLIGHT_BYTES", "10"), "ENRICHER_MAX_IN_FLIGHT_BYTES"},
-		"unparsable number":  {with(valid(), "ENRICHER_MAX_IN_FLIGHT", "lots"), "ENRICHER_MAX_IN_FLIGHT"},
-		"empty property key": {with(valid(), "ENRICHER_STATIC_PROPERTIES", "=x"), "ENRICHER_STATIC_PROPERTIES"},
+		"empty key":             {with(valid(), "ENRICHER_POSTHOG_API_KEY", ""), "ENRICHER_POSTHOG_API_KEY"},
+		"blank key":             {with(valid(), "ENRICHER_POSTHOG_API_KEY", "  "), "ENRICHER_POSTHOG_API_KEY"},
+		"empty brokers":         {with(valid(), "ENRICHER_KAFKA_BROKERS", ""), "ENRICHER_KAFKA_BROKERS"},
+		"comma brokers":         {with(valid(), "ENRICHER_KAFKA_BROKERS", ","), "ENRICHER_KAFKA_BROKERS"},
+		"broker no port":        {with(valid(), "ENRICHER_KAFKA_BROKERS", "kafka"), "ENRICHER_KAFKA_BROKERS"},
+		"no brokers":            {func() map[string]string { e := valid(); delete(e, "ENRICHER_KAFKA_BROKERS"); return e }(), "ENRICHER_KAFKA_BROKERS"},
+		"bad host":              {with(valid(), "ENRICHER_POSTHOG_HOST", "us.i.posthog.com"), "ENRICHER_POSTHOG_HOST"},
+		"dlq is source":         {with(valid(), "ENRICHER_DLQ_TOPIC", "llm-calls"), "ENRICHER_DLQ_TOPIC"},
+		"bad sink":              {with(valid(), "ENRICHER_SINK", "kafka"), "ENRICHER_SINK"},
+		"bad level":             {with(valid(), "ENRICHER_LOG_LEVEL", "loud"), "ENRICHER_LOG_LEVEL"},
+		"revoke too long":       {with(valid(), "ENRICHER_REVOKE_TIMEOUT", "60s"), "ENRICHER_REVOKE_TIMEOUT"},
+		"revoke over rebalance": {with(with(valid(), "ENRICHER_KAFKA_REBALANCE_TIMEOUT", "10s"), "ENRICHER_REVOKE_TIMEOUT", "15s"), "ENRICHER_REVOKE_TIMEOUT"},
+		"progress too short":    {with(valid(), "ENRICHER_PROGRESS_TIMEOUT", "60s"), "ENRICHER_PROGRESS_TIMEOUT"},
+		"zero shutdown":         {with(valid(), "ENRICHER_SHUTDOWN_TIMEOUT", "0s"), "ENRICHER_SHUTDOWN_TIMEOUT"},
+		"tiny in-flight":        {with(valid(), "ENRICHER_MAX_IN_FLIGHT_BYTES", "10"), "ENRICHER_MAX_IN_FLIGHT_BYTES"},
+		"unparsable number":     {with(valid(), "ENRICHER_MAX_IN_FLIGHT", "lots"), "ENRICHER_MAX_IN_FLIGHT"},
+		"empty property key":    {with(valid(), "ENRICHER_STATIC_PROPERTIES", "=x"), "ENRICHER_STATIC_PROPERTIES"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
