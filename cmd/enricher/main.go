@@ -15,6 +15,7 @@ import (
 
 	"github.com/llm-enricher/enricher/internal/app"
 	"github.com/llm-enricher/enricher/internal/config"
+	"github.com/llm-enricher/enricher/internal/logging"
 )
 
 func main() {
@@ -40,11 +41,10 @@ func run() int {
 	return 0
 }
 
+// newLogger logs to standard error in ENRICHER_LOG_FORMAT at
+// ENRICHER_LOG_LEVEL, which Load has validated. franz-go's own lines reach
+// it through kslog, with component=franz-go.
 func newLogger(cfg config.Config) *slog.Logger {
 	level, _ := config.ParseLevel(cfg.LogLevel)
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	return logging.New(os.Stderr, cfg.LogFormat, level)
 }
