@@ -294,16 +294,21 @@ stage_validate() {
 		"$WORK/rendered/defaults-values.yaml" >"$WORK/unknown-field.yaml"
 	sed -e 's/^\(        lagThreshold:\) "\(.*\)"/\1 \2/' \
 		"$WORK/rendered/keda-values.yaml" >"$WORK/keda-wrong-type.yaml"
+	sed -e 's/^\(        for:\) 10m$/\1 600/' \
+		"$WORK/rendered/monitoring-values.yaml" >"$WORK/rule-wrong-type.yaml"
 	local broken source
-	for broken in wrong-type unknown-field keda-wrong-type; do
-		source="defaults-values"
-		[[ $broken != keda-* ]] || source="keda-values"
+	for broken in wrong-type unknown-field keda-wrong-type rule-wrong-type; do
+		case $broken in
+		keda-*) source="keda-values" ;;
+		rule-*) source="monitoring-values" ;;
+		*) source="defaults-values" ;;
+		esac
 		! cmp -s "$WORK/$broken.yaml" "$WORK/rendered/$source.yaml" || fail "could not break the manifest for $broken"
 		if "$kubeconform" -strict -schema-location "$location" "$WORK/$broken.yaml" >"$WORK/broken.log" 2>&1; then
 			fail "kubeconform accepted a manifest with a $broken error"
 		fi
 	done
-	log "kubeconform rejects a wrong type, an unknown field and a wrong type in a ScaledObject"
+	log "kubeconform rejects a wrong type, an unknown field, and a wrong type in a ScaledObject and in a PrometheusRule"
 }
 
 # --- stage: apiserver ------------------------------------------------------
@@ -388,15 +393,27 @@ start_apiserver() {
 
 # apply_dry_run sends manifests to the API server with strict field
 # validation and fails on any warning, which is how Pod Security reports a
-# workload that would violate the namespace's profile.
+# workload that would violate the namespace's profile. The objects as the
+# server would store them go to $WORK/apply.json.
 apply_dry_run() {
 	local name=$1 file=$2
-	"$KUBECTL" apply --dry-run=server --validate=strict -n "$NAMESPACE" -f "$file" >"$WORK/apply.log" 2>"$WORK/apply.err" ||
+	"$KUBECTL" apply --dry-run=server --validate=strict -n "$NAMESPACE" -f "$file" -o json >"$WORK/apply.json" 2>"$WORK/apply.err" ||
 		{ cat "$WORK/apply.err" >&2; fail "kubectl apply --dry-run=server rejected $name"; }
 	if grep -q 'Warning' "$WORK/apply.err"; then
 		cat "$WORK/apply.err" >&2
 		fail "the API server warned about $name"
 	fi
+}
+
+# check_env runs the enricher's own configuration parser on the environment
+# and mounted files that the Deployment gets, from the objects in the
+# namespace followed by those in the JSON files given, which take
+# precedence. envcheck's output goes to $WORK/envcheck.log.
+check_env() {
+	{
+		"$KUBECTL" -n "$NAMESPACE" get deployments,configmaps,secrets -o json
+		cat "$@"
+	} | "$WORK/envcheck" -deployment "$RELEASE" >"$WORK/envcheck.log" 2>&1
 }
 
 deployment_annotation() {
@@ -443,12 +460,26 @@ stage_apiserver() {
 	grep -q 'violates PodSecurity' <<<"$output" || fail "unexpected error for the unrestricted pod: $output"
 	log "namespace $NAMESPACE enforces Pod Security restricted"
 
+	"$KUBECTL" -n "$NAMESPACE" apply -f "$CHART/ci/fixtures/external-objects.yaml" >/dev/null
+	go build -o "$WORK/envcheck" ./deploy/helm/envcheck
+
 	local values name
 	for values in "$WORK"/rendered/*.yaml; do
 		name=$(basename "$values" .yaml)
 		apply_dry_run "$name" "$values"
-		log "server dry run, strict validation, no warnings: $name"
+		check_env "$WORK/apply.json" || { cat "$WORK/envcheck.log" >&2; fail "the enricher rejects the configuration of $name"; }
+		log "server dry run, strict validation, no warnings, configuration accepted: $name"
 	done
+
+	# A rule without a source passes the chart's schema, so only the
+	# enricher's parser rejects it; envcheck must report that.
+	render -f "$CHART/ci/defaults-values.yaml" --set-json 'enrichment.rules=[{"set":"plan"}]' >"$WORK/bad-rule.yaml"
+	apply_dry_run bad-rule "$WORK/bad-rule.yaml"
+	if check_env "$WORK/apply.json"; then
+		fail "envcheck accepted a rule without a source"
+	fi
+	grep -q 'ENRICHER_RULES\[0\]' "$WORK/envcheck.log" || fail "envcheck failed without naming ENRICHER_RULES[0]: $(cat "$WORK/envcheck.log")"
+	log "envcheck rejects a rule that only the enricher can reject"
 
 	"$HELM" install "$RELEASE" "$CHART" -n "$NAMESPACE" -f "$CHART/ci/defaults-values.yaml" >/dev/null
 	local before after
@@ -465,12 +496,13 @@ stage_apiserver() {
 		name=$(basename "$values" .yaml)
 		"$HELM" upgrade "$RELEASE" "$CHART" -n "$NAMESPACE" -f "$values" >/dev/null ||
 			fail "helm upgrade to $name"
+		check_env || { cat "$WORK/envcheck.log" >&2; fail "the enricher rejects the configuration installed by $name"; }
 		log "helm upgrade: $name (revision $("$HELM" -n "$NAMESPACE" history "$RELEASE" -o json | grep -o '"revision":[0-9]*' | tail -n 1 | cut -d: -f2))"
 	done
 
 	"$HELM" uninstall "$RELEASE" -n "$NAMESPACE" >/dev/null
 	local left
-	left=$("$KUBECTL" -n "$NAMESPACE" get all,configmaps,secrets,serviceaccounts,poddisruptionbudgets,scaledobjects,triggerauthentications,servicemonitors \
+	left=$("$KUBECTL" -n "$NAMESPACE" get all,configmaps,secrets,serviceaccounts,poddisruptionbudgets,scaledobjects,triggerauthentications,servicemonitors,prometheusrules \
 		-l "app.kubernetes.io/instance=$RELEASE" -o name)
 	[[ -z "$left" ]] || fail "helm uninstall left resources behind: $left"
 	log "helm uninstall removed every resource"

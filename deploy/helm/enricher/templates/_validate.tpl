@@ -19,6 +19,14 @@ and fails the render with every problem found, one per line.
 {{- $errors = append $errors (printf "terminationGracePeriodSeconds (%v) must be larger than shutdownTimeout (%s), or Kubernetes kills the pod before it commits its offsets" $v.terminationGracePeriodSeconds $v.shutdownTimeout) }}
 {{- end }}
 
+{{- $rebalance := include "enricher.durationSeconds" $v.kafka.rebalanceTimeout | float64 }}
+{{- if ge (include "enricher.durationSeconds" $v.revokeTimeout | float64) $rebalance }}
+{{- $errors = append $errors (printf "revokeTimeout (%s) must be shorter than kafka.rebalanceTimeout (%s), or the group evicts a member while it delivers" $v.revokeTimeout $v.kafka.rebalanceTimeout) }}
+{{- end }}
+{{- if le (include "enricher.durationSeconds" $v.progressTimeout | float64) $rebalance }}
+{{- $errors = append $errors (printf "progressTimeout (%s) must be longer than kafka.rebalanceTimeout (%s), or a slow rebalance fails the liveness probe" $v.progressTimeout $v.kafka.rebalanceTimeout) }}
+{{- end }}
+
 {{- $hpa := $v.autoscaling.hpa }}
 {{- $keda := $v.autoscaling.keda }}
 {{- if and $hpa.enabled $keda.enabled }}
