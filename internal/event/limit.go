@@ -101,19 +101,36 @@ func Fit(ev *Event, maxBytes int) error {
 func roughMax(p map[string]any) int {
 	n := 1024
 	for k, v := range p {
-		n += 6*len(k) + 8
-		switch v := v.(type) {
-		case json.RawMessage:
-			n += 6 * len(v)
-		case string:
-			n += 6 * len(v)
-		case bool, int64, float64, nil:
-			n += 32
-		default:
-			return int(^uint(0) >> 1)
-		}
+		n += 6*len(k) + 8 + roughValueMax(v)
 	}
 	return n
+}
+
+// roughValueMax bounds the serialised size of one value, or returns a
+// size over any limit for a type it does not know.
+func roughValueMax(v any) int {
+	const unknown = 1 << 40
+	switch v := v.(type) {
+	case json.RawMessage:
+		return 6 * len(v)
+	case string:
+		return 6 * len(v)
+	case bool, nil, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		return 32
+	case map[string]any:
+		n := 2
+		for k, e := range v {
+			n += 6*len(k) + 4 + roughValueMax(e)
+		}
+		return min(n, unknown)
+	case []any:
+		n := 2
+		for _, e := range v {
+			n += 1 + roughValueMax(e)
+		}
+		return min(n, unknown)
+	}
+	return unknown
 }
 
 // decodeRaw replaces raw JSON property values with decoded ones, so that

@@ -147,3 +147,34 @@ func TestFitGivesUpOnManySmallStrings(t *testing.T) {
 		t.Errorf("Fit error = %v, want ErrTooLarge", err)
 	}
 }
+
+// TestRoughMaxBoundsNestedValues checks that the cheap bound holds for the
+// value types that rules and lookups produce, and stays below the budget
+// for a small event, so that Fit does not serialise it.
+func TestRoughMaxBoundsNestedValues(t *testing.T) {
+	props := map[string]any{
+		"$groups":     map[string]any{"organization": "org-7", "team": "<a&b>"},
+		"tags":        []any{"x", 1.5, true, nil, map[string]any{"k": "\u2028"}},
+		"count":       int64(42),
+		"ratio":       float64(0.25),
+		"$ai_input":   json.RawMessage(`[{"role":"user","content":"<b>hi</b>"}]`),
+		"plan":        "enterprise",
+		"seats":       12,
+		"is_rejected": false,
+	}
+	ev := newEvent(props)
+	bound := roughMax(props)
+	if size := mustSize(t, ev); bound < size {
+		t.Errorf("roughMax = %d, below the serialised size %d", bound, size)
+	}
+	if bound > MaxBytes {
+		t.Errorf("roughMax = %d for a small event, want it under MaxBytes %d", bound, MaxBytes)
+	}
+}
+
+func TestRoughMaxUnknownTypeExceedsBudget(t *testing.T) {
+	props := map[string]any{"at": time.Unix(0, 0)}
+	if got := roughMax(props); got <= MaxBytes {
+		t.Errorf("roughMax = %d for a time.Time value, want more than MaxBytes", got)
+	}
+}
