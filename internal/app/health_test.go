@@ -1,0 +1,174 @@
+package app
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/llm-enricher/enricher/internal/kafkatest"
+)
+
+// Timeouts short enough for a test, and valid together: the revoke is
+// shorter than the rebalance, and the rebalance shorter than the progress
+// timeout.
+var fastTimeouts = map[string]string{
+	"ENRICHER_KAFKA_REBALANCE_TIMEOUT": "2s",
+	"ENRICHER_REVOKE_TIMEOUT":          "1s",
+	"ENRICHER_PROGRESS_TIMEOUT":        "3s",
+}
+
+func withFastTimeouts(extra map[string]string) map[string]string {
+	out := make(map[string]string, len(fastTimeouts)+len(extra))
+	for k, v := range fastTimeouts {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
+// probe returns the status and body of GET path on addr, or 0 when the
+// request failed.
+func probe(addr, path string) (int, string) {
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// A zombie: PostHog accepts connections and never answers, the in-flight
+// limit fills, and the poll loop stops while records wait. Liveness fails
+// once the progress timeout has passed; readiness does not.
+func TestLivenessFailsWithoutProgress(t *testing.T) {
+	k := kafkatest.New(t, 1, topic, dlqT)
+	h := newHarness(t, k)
+	h.capture.Hang()
+	t.Cleanup(h.capture.Release)
+	k.ProduceValues(topic, records("z", 50)...)
+	addr := freeAddr(t)
+	in := h.start(withFastTimeouts(map[string]string{"ENRICHER_HTTP_ADDR": addr, "ENRICHER_MAX_IN_FLIGHT": "10"}))
+
+	kafkatest.Eventually(t, 30*time.Second, "a request in flight", func() bool { return h.capture.Requests() > 0 })
+	if code, body := probe(addr, "/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz right after the first request = %d %q, want 200", code, body)
+	}
+	var body string
+	kafkatest.Eventually(t, 30*time.Second, "healthz 503", func() bool {
+		var code int
+		code, body = probe(addr, "/healthz")
+		return code == http.StatusServiceUnavailable
+	})
+	if !strings.Contains(body, "no progress") || !strings.Contains(body, "ENRICHER_PROGRESS_TIMEOUT") {
+		t.Errorf("healthz body = %q, want it to name the stall and the setting", body)
+	}
+	if code, body := probe(addr, "/readyz"); code != http.StatusOK {
+		t.Errorf("readyz = %d %q, want 200: the key is not rejected", code, body)
+	}
+	h.capture.Release()
+	kafkatest.Eventually(t, 60*time.Second, "healthz 200 after PostHog answers", func() bool {
+		code, _ := probe(addr, "/healthz")
+		return code == http.StatusOK
+	})
+	in.stop(t)
+}
+
+// An idle enricher with everything delivered stays live long past the
+// progress timeout.
+func TestLivenessIdleStaysHealthy(t *testing.T) {
+	k := kafkatest.New(t, 2, topic, dlqT)
+	h := newHarness(t, k)
+	spread(k, 2, records("i", 10))
+	addr := freeAddr(t)
+	h.start(withFastTimeouts(map[string]string{"ENRICHER_HTTP_ADDR": addr}))
+
+	kafkatest.Eventually(t, 30*time.Second, "commit to the end", func() bool { return sum(k.Committed(group, topic)) == 10 })
+	time.Sleep(2 * 3 * time.Second) // twice the progress timeout
+	if code, body := probe(addr, "/healthz"); code != http.StatusOK {
+		t.Errorf("healthz of an idle enricher = %d %q, want 200", code, body)
+	}
+}
+
+// Batches slower than the rebalance timeout, a second member joining, and
+// every offset commit failing with REBALANCE_IN_PROGRESS until long after
+// the records are delivered: liveness never fails, and the commits land
+// once the broker accepts them again.
+func TestCommitErrorsNeverFailLiveness(t *testing.T) {
+	const partitions, n = 4, 200
+	k := kafkatest.New(t, partitions, topic, dlqT)
+	h := newHarness(t, k)
+	h.capture.Latency(3 * time.Second) // longer than the 2s rebalance timeout
+
+	var failing atomic.Bool
+	var rejected atomic.Int64
+	failing.Store(true)
+	k.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		if !failing.Load() {
+			return nil, nil, false
+		}
+		rejected.Add(1)
+		return commitError(req.(*kmsg.OffsetCommitRequest), kerr.RebalanceInProgress), nil, true
+	})
+
+	spread(k, partitions, records("s", n))
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	h.start(withFastTimeouts(map[string]string{"ENRICHER_HTTP_ADDR": addrA, "ENRICHER_PROGRESS_TIMEOUT": "5s"}))
+	kafkatest.Eventually(t, 30*time.Second, "a request in flight", func() bool { return h.capture.Requests() > 0 })
+	h.start(withFastTimeouts(map[string]string{"ENRICHER_HTTP_ADDR": addrB, "ENRICHER_PROGRESS_TIMEOUT": "5s"}))
+
+	var failures []string
+	watch := func() {
+		for _, addr := range []string{addrA, addrB} {
+			if code, body := probe(addr, "/healthz"); code == http.StatusServiceUnavailable {
+				failures = append(failures, addr+": "+body)
+			}
+		}
+	}
+	kafkatest.Eventually(t, 90*time.Second, "every record delivered", func() bool {
+		watch()
+		return missing(h.capture, "s", n) == 0
+	})
+	// Twice the progress timeout with everything delivered and nothing
+	// committed.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		watch()
+	}
+	if len(failures) > 0 {
+		t.Errorf("liveness failed %d times while commits failed, first: %s", len(failures), failures[0])
+	}
+	if rejected.Load() == 0 {
+		t.Fatal("no commit was rejected, so the test proved nothing")
+	}
+	if c := k.Committed(group, topic); len(c) != 0 {
+		t.Fatalf("committed %v while every commit failed", c)
+	}
+	failing.Store(false)
+	kafkatest.Eventually(t, 30*time.Second, "commit to the end", func() bool { return sum(k.Committed(group, topic)) == n })
+}
+
+// commitError answers every partition of req with code's error.
+func commitError(req *kmsg.OffsetCommitRequest, code *kerr.Error) *kmsg.OffsetCommitResponse {
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewOffsetCommitResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewOffsetCommitResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = code.Code
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
