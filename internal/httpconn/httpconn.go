@@ -21,8 +21,8 @@ import (
 // dialFunc has the signature of net.Dialer.DialContext.
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// Transport returns a transport cloned from http.DefaultTransport that
-// reaches servers through the proxy named by HTTPS_PROXY and HTTP_PROXY
+// Transport returns a round tripper built on a clone of
+// http.DefaultTransport that reaches servers through the proxy named by HTTPS_PROXY and HTTP_PROXY
 // (or their lower-case forms) unless NO_PROXY excludes the host. The
 // variables are read when Transport is called, not on every request.
 //
@@ -30,6 +30,10 @@ type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // roots plus the CA certificates in caFile. The file is re-read at most every
 // few seconds, and a changed file applies to new connections. Transport
 // returns an error when caFile cannot be read or contains no PEM certificate.
+//
+// A request that fails on the server certificate or on the proxy returns an
+// error that names the setting to check: ENRICHER_POSTHOG_CA_FILE,
+// ENRICHER_POSTHOG_HOST or HTTPS_PROXY.
 func Transport(caFile string) (http.RoundTripper, error) {
 	return newTransport(caFile, tlsreload.DefaultInterval, nil)
 }
@@ -53,7 +57,7 @@ func newTransport(caFile string, interval time.Duration, dial dialFunc) (http.Ro
 	base.TLSClientConfig.MinVersion = tls.VersionTLS12
 
 	if caFile == "" {
-		return base, nil
+		return &explainingTransport{next: base}, nil
 	}
 	roots, err := tlsreload.NewRoots(caFile, true, interval)
 	if err != nil {
@@ -61,7 +65,7 @@ func newTransport(caFile string, interval time.Duration, dial dialFunc) (http.Ro
 	}
 	t := &reloadingTransport{roots: roots, base: base}
 	t.transport()
-	return t, nil
+	return &explainingTransport{next: t, caFile: caFile}, nil
 }
 
 // reloadingTransport sends each request through an *http.Transport that

@@ -202,6 +202,50 @@ func TestTransportRejectsUnknownCA(t *testing.T) {
 	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); !ok {
 		t.Errorf("GET error = %v, want a certificate verification error", err)
 	}
+	if err == nil || !strings.Contains(err.Error(), "nor by the CA in ENRICHER_POSTHOG_CA_FILE") {
+		t.Errorf("GET error = %v, want it to name ENRICHER_POSTHOG_CA_FILE", err)
+	}
+}
+
+func TestTransportNamesCAFileWithoutOne(t *testing.T) {
+	clearProxyEnv(t)
+	addr := startServer(t, certtest.NewCA(t, "server CA"))
+
+	rt, err := newTransport("", 0, dialTo(addr))
+	if err != nil {
+		t.Fatalf("newTransport: %v", err)
+	}
+	_, err = get(t, rt, "https://"+testHost+"/")
+	if err == nil {
+		t.Fatal("GET succeeded against a server signed by a private CA")
+	}
+	want := "not trusted by the system roots: set ENRICHER_POSTHOG_CA_FILE"
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("GET error = %v, want it to contain %q", err, want)
+	}
+}
+
+func TestTransportNamesProxyOnFailure(t *testing.T) {
+	clearProxyEnv(t)
+	// A listener closed at once leaves a port that refuses connections.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	t.Setenv("HTTPS_PROXY", "http://"+ln.Addr().String())
+
+	rt, err := Transport("")
+	if err != nil {
+		t.Fatalf("Transport: %v", err)
+	}
+	_, err = get(t, rt, "https://"+testHost+"/")
+	if err == nil {
+		t.Fatal("GET succeeded through a proxy that refuses connections")
+	}
+	if want := "check HTTPS_PROXY"; !strings.Contains(err.Error(), want) {
+		t.Errorf("GET error = %v, want it to contain %q", err, want)
+	}
 }
 
 func TestTransportReloadsCAFile(t *testing.T) {
@@ -230,9 +274,13 @@ func TestTransportWithoutCAFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Transport: %v", err)
 	}
-	transport, ok := rt.(*http.Transport)
+	explaining, ok := rt.(*explainingTransport)
 	if !ok {
-		t.Fatalf("Transport returned %T, want *http.Transport", rt)
+		t.Fatalf("Transport returned %T, want *explainingTransport", rt)
+	}
+	transport, ok := explaining.next.(*http.Transport)
+	if !ok {
+		t.Fatalf("Transport wraps %T, want *http.Transport", explaining.next)
 	}
 	if transport.Proxy == nil {
 		t.Error("transport has no proxy function")
