@@ -8,9 +8,6 @@ package record
 import (
 	"encoding/json"
 	"errors"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/llm-enricher/enricher/internal/event"
@@ -34,46 +31,30 @@ type Decoder interface {
 	Decode(in Input) (*event.Event, *Fields, error)
 }
 
-// Fields is path access into a decoded JSON object. It parses the record a
-// second time, into generic values, only when a path is first read.
+// Fields is path access into a decoded JSON object. Each read scans the
+// record for its path and decodes only the value found, into generic
+// values.
 type Fields struct {
-	raw  []byte
-	once sync.Once
-	root any
+	raw []byte
 }
 
-// NewFields returns path access into the JSON document raw.
+// NewFields returns path access into the JSON document raw, which must be
+// valid JSON: Decode checks it before it returns Fields.
 func NewFields(raw []byte) *Fields {
 	return &Fields{raw: raw}
 }
 
 // Field returns the value at a dot-separated path such as "metadata.user.tier"
 // or "input.0.content", and whether it exists. A path segment that is a
-// number indexes an array.
+// number indexes an array. A JSON null counts as absent.
 func (f *Fields) Field(path string) (any, bool) {
-	f.once.Do(func() {
-		if err := json.Unmarshal(f.raw, &f.root); err != nil {
-			f.root = nil
-		}
-	})
-	cur := f.root
-	for seg := range strings.SplitSeq(path, ".") {
-		switch v := cur.(type) {
-		case map[string]any:
-			next, ok := v[seg]
-			if !ok {
-				return nil, false
-			}
-			cur = next
-		case []any:
-			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 || i >= len(v) {
-				return nil, false
-			}
-			cur = v[i]
-		default:
-			return nil, false
-		}
+	raw, ok := findPath(f.raw, path)
+	if !ok {
+		return nil, false
 	}
-	return cur, cur != nil
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, false
+	}
+	return v, v != nil
 }
