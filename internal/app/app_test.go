@@ -127,6 +127,7 @@ func TestOutageThenRecovery(t *testing.T) {
 
 	kafkatest.Eventually(t, 60*time.Second, "20 events delivered", func() bool { return len(h.capture.UUIDs()) == 20 })
 	kafkatest.Eventually(t, 10*time.Second, "commit to the end", func() bool { return k.Committed(group, topic)[0] == 20 })
+	logOutcome(t, h.capture, 20, "c")
 }
 
 // A rejected key is a configuration fault: not ready, nothing committed,
@@ -198,6 +199,7 @@ func TestOversizedEventsDelivered(t *testing.T) {
 	if dead := k.ReadAll(dlqT, 1, time.Second); len(dead) != 0 {
 		t.Errorf("%d records dead-lettered, want 0", len(dead))
 	}
+	logOutcome(t, h.capture, 10, "c")
 }
 
 func mustMarshal(t *testing.T, v any) []byte {

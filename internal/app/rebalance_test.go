@@ -79,6 +79,7 @@ func TestRebalanceWhileInFlight(t *testing.T) {
 	if len(watch.decreased) > 0 {
 		t.Errorf("committed offsets moved back: %v", watch.decreased)
 	}
+	logOutcome(t, h.capture, n/2, "c", "d")
 }
 
 // A burst far larger than the in-flight limit is delivered whole, and the
@@ -110,4 +111,5 @@ func TestBurstBackpressure(t *testing.T) {
 	if peak := h.capture.PeakInFlight(); peak > limit {
 		t.Errorf("%d events in flight at the capture server at once, want at most the limit %d", peak, limit)
 	}
+	logOutcome(t, h.capture, n, "c")
 }

@@ -53,9 +53,11 @@ type Server struct {
 	// fault, when set, answers a request before the contract is applied.
 	fault func(n int) (status int, delay time.Duration)
 	// invalid, when set, marks events that PostHog would reject with 400.
-	invalid  func(Event) bool
-	requests int
-	hang     chan struct{}
+	invalid func(Event) bool
+	// unavailable, when set, marks events whose request gets 503.
+	unavailable func(Event) bool
+	requests    int
+	hang        chan struct{}
 	// inFlight counts the events in requests not yet answered; peak is
 	// its maximum.
 	inFlight, peak int
@@ -92,6 +94,15 @@ func (s *Server) Latency(d time.Duration) {
 func (s *Server) Invalid(f func(Event) bool) {
 	s.mu.Lock()
 	s.invalid = f
+	s.mu.Unlock()
+}
+
+// Unavailable sets which events the server cannot take for now: a request
+// that contains one gets 503, as during an outage, and nothing of it is
+// stored. Set nil to end it.
+func (s *Server) Unavailable(f func(Event) bool) {
+	s.mu.Lock()
+	s.unavailable = f
 	s.mu.Unlock()
 }
 
@@ -297,6 +308,14 @@ func (s *Server) capture(r *http.Request, body []byte) (int, string, string) {
 			return status, "invalid_event", fmt.Sprintf("event %d: %s", i, msg)
 		}
 		events = append(events, ev)
+	}
+	s.mu.Lock()
+	unavailable := s.unavailable
+	s.mu.Unlock()
+	for _, ev := range events {
+		if unavailable != nil && unavailable(ev) {
+			return http.StatusServiceUnavailable, "unavailable", "try again later"
+		}
 	}
 	s.mu.Lock()
 	s.events = append(s.events, events...)
