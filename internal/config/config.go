@@ -20,6 +20,10 @@ import (
 	"github.com/llm-enricher/enricher/internal/kafkaconn"
 )
 
+// DefaultHTTPAddr is the listen address of the HTTP server when
+// ENRICHER_HTTP_ADDR is unset.
+const DefaultHTTPAddr = ":8080"
+
 // Prefix is the prefix of every variable.
 const Prefix = "ENRICHER_"
 
@@ -83,8 +87,8 @@ type Config struct {
 	ProgressTimeout time.Duration `env:"PROGRESS_TIMEOUT" envDefault:"2m"`
 
 	// HTTPAddr is the listen address of /metrics, /healthz and /readyz.
-	// Empty disables the server.
-	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
+	// Unset means ":8080". Set and empty disables the server.
+	HTTPAddr string `env:"HTTP_ADDR"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// LogFormat is json or text. Empty means json, or text in embedded mode.
@@ -165,6 +169,11 @@ func Parse(environ map[string]string) (Config, error) {
 	var c Config
 	if err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix, Environment: environ}); err != nil {
 		return c, nameParseErrors(err)
+	}
+	// env applies envDefault to a variable set to "", too, so this default
+	// is applied here, where an empty value can still mean "off".
+	if _, set := environ[Prefix+"HTTP_ADDR"]; !set {
+		c.HTTPAddr = DefaultHTTPAddr
 	}
 	c.applyDefaults()
 	return c, c.Validate()

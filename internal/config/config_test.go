@@ -142,3 +142,20 @@ func TestSecretNeverPrints(t *testing.T) {
 		t.Errorf("error contains the API key: %v", err)
 	}
 }
+
+func TestHTTPAddrEmptyDisables(t *testing.T) {
+	c, err := Parse(valid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != DefaultHTTPAddr {
+		t.Errorf("unset ENRICHER_HTTP_ADDR = %q, want %q", c.HTTPAddr, DefaultHTTPAddr)
+	}
+	c, err = Parse(with(valid(), "ENRICHER_HTTP_ADDR", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "" {
+		t.Errorf("empty ENRICHER_HTTP_ADDR = %q, want empty, which disables the server", c.HTTPAddr)
+	}
+}
