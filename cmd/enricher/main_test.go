@@ -340,6 +340,8 @@ func TestSecondInstanceLosesNothing(t *testing.T) {
 	if !strings.Contains(second.stderr.String(), "partitions assigned") {
 		t.Error("the second instance was never assigned partitions; the test did not exercise a rebalance")
 	}
+	t.Logf("sent %d records; delivered %d events, %d of them repeats; lost %d",
+		n, len(capture.Events()), len(capture.Events())-len(capture.UUIDs()), len(missing(capture, "join", n)))
 	audit.check(t)
 	for _, p := range []*proc{first, second} {
 		p.cmd.Process.Signal(syscall.SIGTERM)
@@ -384,6 +386,8 @@ func TestSIGTERMDeliversInFlight(t *testing.T) {
 	if !strings.Contains(p.stderr.String(), "left the consumer group") {
 		t.Error("the log does not say the instance left the group")
 	}
+	t.Logf("sent %d records; %d delivered and committed before the exit %s after SIGTERM",
+		n, delivered, took.Round(time.Millisecond))
 }
 
 // SIGTERM while PostHog accepts connections and never answers: the process
@@ -417,6 +421,8 @@ func TestSIGTERMWithHangingServer(t *testing.T) {
 	if committed := k.Committed(group, topic); committed[0] != 0 {
 		t.Errorf("committed offset %d with nothing delivered, want none", committed[0])
 	}
+	t.Logf("sent %d records; none delivered; exit code %d %s after SIGTERM, nothing committed",
+		n, code, took.Round(time.Millisecond))
 	log := p.stderr.String()
 	if !strings.Contains(log, "events not sent") || !strings.Contains(log, "events=") {
 		t.Errorf("the log does not count the events not sent:\n%s", lastLines(log, 5))
