@@ -78,8 +78,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	work, stopWork := context.WithCancel(context.Background())
 	defer stopWork()
 
-	var pipe *pipeline.Pipeline
-	cons, err := consume.New(consume.Config{
+	// The handler and the observer run only once cons.Run starts, after
+	// both are set.
+	var (
+		pipe *pipeline.Pipeline
+		cons *consume.Consumer
+	)
+	cons, err = consume.New(consume.Config{
 		Opts:             append(kafkaOpts(cfg, connOpts, log), kgo.WithHooks(kafkaMetrics(reg))),
 		Topics:           cfg.Kafka.Topics,
 		Group:            cfg.Kafka.Group,
@@ -91,7 +96,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		MaxInFlightBytes: cfg.MaxInFlightBytes,
 		Hold:             ready,
 		Logger:           log,
-		Observer:         m.Consumer(nil),
+		Observer:         m.Consumer(func(topic string, part int32) (int64, bool) { return groupOffset(cons, topic, part) }),
 	}, consume.HandlerFunc(func(r *kgo.Record, done func(bool)) {
 		m.RecordStarted()
 		prog.mark()
@@ -217,6 +222,13 @@ func newEnricher(cfg config.Config, connOpts []kgo.Opt, reg prometheus.Registere
 		return nil, fmt.Errorf("building enrichment rules: %w", err)
 	}
 	return rules, nil
+}
+
+// groupOffset returns the group's committed offset of a partition as the
+// consumer's client last fetched or committed it.
+func groupOffset(cons *consume.Consumer, topic string, part int32) (int64, bool) {
+	eo, ok := cons.Client().CommittedOffsets()[topic][part]
+	return eo.Offset, ok
 }
 
 // kafkaMetrics returns franz-go's client metrics, enricher_kafka_*, for

@@ -10,8 +10,10 @@ import (
 // poll. Series of a partition are removed when the partition is revoked.
 type Consumer struct {
 	m *Metrics
-	// polled is called with each poll's record count; nil means nothing.
-	polled func(n int)
+	// groupOffset returns the group's committed offset of a partition as
+	// the client last fetched it, for the lag before this member's first
+	// commit; nil means unknown.
+	groupOffset func(topic string, partition int32) (int64, bool)
 
 	mu    sync.Mutex
 	parts map[topicPartition]*offsets
@@ -28,19 +30,16 @@ type offsets struct {
 	label          string
 }
 
-// Consumer returns the consume.Observer of these metrics. polled, when
-// set, is also called with each poll's record count.
-func (m *Metrics) Consumer(polled func(n int)) *Consumer {
-	return &Consumer{m: m, polled: polled, parts: make(map[topicPartition]*offsets)}
+// Consumer returns the consume.Observer of these metrics. groupOffset,
+// when set, returns the group's committed offset of a partition as the
+// Kafka client fetched it on joining, so that lag is known before this
+// member commits.
+func (m *Metrics) Consumer(groupOffset func(topic string, partition int32) (int64, bool)) *Consumer {
+	return &Consumer{m: m, groupOffset: groupOffset, parts: make(map[topicPartition]*offsets)}
 }
 
 // Polled implements consume.Observer.
-func (c *Consumer) Polled(n int) {
-	c.m.pollSize.Observe(float64(n))
-	if c.polled != nil {
-		c.polled(n)
-	}
-}
+func (c *Consumer) Polled(n int) { c.m.pollSize.Observe(float64(n)) }
 
 // Assigned implements consume.Observer.
 func (c *Consumer) Assigned(topic string, partitions []int32) {
@@ -79,6 +78,12 @@ func (c *Consumer) HighWatermark(topic string, partition int32, offset int64) {
 	c.update(topic, partition, func(o *offsets) {
 		o.end = max(o.end, offset)
 		c.m.end.WithLabelValues(topic, o.label).Set(float64(o.end))
+		if o.committed < 0 && c.groupOffset != nil {
+			if at, ok := c.groupOffset(topic, partition); ok && at >= 0 {
+				o.committed = at
+				c.m.committed.WithLabelValues(topic, o.label).Set(float64(at))
+			}
+		}
 	})
 }
 
@@ -86,9 +91,8 @@ func (c *Consumer) HighWatermark(topic string, partition int32, offset int64) {
 // about a partition that is no longer assigned, such as a commit that
 // finished after the revoke, are dropped so that no stale series remains.
 //
-// NOTE: the lag is exported only once this member has committed the
-// partition, because the consumer does not report the offset it started
-// from.
+// NOTE: a partition that the group never committed has no lag until this
+// member's first commit of it.
 func (c *Consumer) update(topic string, partition int32, f func(*offsets)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
