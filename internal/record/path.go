@@ -40,42 +40,69 @@ func findPath(doc []byte, path string) ([]byte, bool) {
 // doc[i].
 func objectMember(doc []byte, i int, key string) ([]byte, bool) {
 	var found []byte
+	ok := eachMember(doc, i, func(name, value []byte) {
+		if keyEquals(name, key) {
+			found = value
+		}
+	})
+	return found, ok && found != nil
+}
+
+// eachMember calls fn with the name, still escaped and without its quotes,
+// and the value of each member of the object that starts at doc[i], in
+// order. It returns false when the object is malformed.
+func eachMember(doc []byte, i int, fn func(name, value []byte)) bool {
 	i = skipSpace(doc, i+1)
 	for i < len(doc) && doc[i] == '"' {
 		end, ok := skipString(doc, i)
 		if !ok {
-			return nil, false
+			return false
 		}
 		name := doc[i+1 : end-1]
 		i = skipSpace(doc, end)
 		if i >= len(doc) || doc[i] != ':' {
-			return nil, false
+			return false
 		}
 		start := skipSpace(doc, i+1)
 		if i, ok = skipValue(doc, start); !ok {
-			return nil, false
+			return false
 		}
-		if keyEquals(name, key) {
-			found = doc[start:i]
-		}
+		fn(name, doc[start:i])
 		i = skipSpace(doc, i)
 		if i < len(doc) && doc[i] == ',' {
 			i = skipSpace(doc, i+1)
 		}
 	}
-	return found, found != nil
+	return i < len(doc) && doc[i] == '}'
 }
 
-// keyEquals compares a raw object key, still escaped, with key. A key with
-// escapes or invalid UTF-8 is decoded first, as encoding/json decodes it.
+// keyEquals compares a raw object key, still escaped, with key.
 func keyEquals(raw []byte, key string) bool {
-	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+	if plainKey(raw) {
 		return string(raw) == key
+	}
+	return decodeKey(raw) == key
+}
+
+// plainKey reports whether a raw key reads the same decoded: it has no
+// escape and is valid UTF-8.
+func plainKey(raw []byte) bool {
+	return bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw)
+}
+
+// decodeKey decodes a raw key as encoding/json does: escapes resolved and
+// invalid UTF-8 replaced by U+FFFD.
+func decodeKey(raw []byte) string {
+	if plainKey(raw) {
+		return string(raw)
 	}
 	var s string
 	quoted := make([]byte, 0, len(raw)+2)
 	quoted = append(append(append(quoted, '"'), raw...), '"')
-	return json.Unmarshal(quoted, &s) == nil && s == key
+	if json.Unmarshal(quoted, &s) != nil {
+		return string(raw)
+	}
+	return s
 }
 
 // arrayElement returns element index of the array that starts at doc[i].

@@ -1,0 +1,57 @@
+package record
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// sameAsUnmarshal checks callV1.unmarshal against json.Unmarshal.
+func sameAsUnmarshal(t *testing.T, doc []byte) {
+	t.Helper()
+	var got, want callV1
+	gotErr := got.unmarshal(doc)
+	wantErr := json.Unmarshal(doc, &want)
+	if (gotErr == nil) != (wantErr == nil) {
+		t.Fatalf("unmarshal(%q) error = %v, json.Unmarshal error = %v", doc, gotErr, wantErr)
+	}
+	if gotErr == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("unmarshal(%q) = %+v, json.Unmarshal = %+v", doc, got, want)
+	}
+}
+
+func TestUnmarshalMatchesEncodingJSON(t *testing.T) {
+	docs := []string{
+		recordR,
+		`{"input":null,"tools":[{"type":"function"}],"model_parameters":{"temperature":0.2},"output_choices":"x"}`,
+		`{"input":[1],"input":[2],"model":"a","model":"b"}`,
+		`{"Model":"m","DISTINCT_ID":"u","input_tokens":"12","latency":1.5}`,
+		`{"input_tokens":"abc","input":[1]}`,
+		`{"id":5}`,
+		`{"input":[1}`,
+		`{}`,
+	}
+	for _, doc := range docs {
+		sameAsUnmarshal(t, []byte(doc))
+	}
+}
+
+func FuzzUnmarshalMatchesEncodingJSON(f *testing.F) {
+	f.Add([]byte(recordR))
+	f.Add([]byte(`{"input":[1],"input":[2],"properties":{"a":1},"timestamp":5}`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		var top map[string]json.RawMessage
+		if json.Unmarshal(doc, &top) != nil {
+			return
+		}
+		for k := range top {
+			for _, name := range []string{"input", "output_choices", "tools", "model_parameters"} {
+				if k != name && strings.EqualFold(k, name) {
+					return // documented difference
+				}
+			}
+		}
+		sameAsUnmarshal(t, doc)
+	})
+}
