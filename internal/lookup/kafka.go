@@ -33,9 +33,14 @@ type kafkaTable struct {
 	wg     sync.WaitGroup
 }
 
-// listRetry is the pause between two failed attempts to list the topic's
-// end offsets at start.
-const listRetry = time.Second
+// listRetry is the pause after the first failed attempt to list the topic's
+// end offsets at start. It doubles after each further failure, up to
+// listRetryMax, so that a broker that keeps rejecting the credentials gets
+// a log line a minute rather than one a second.
+const (
+	listRetry    = time.Second
+	listRetryMax = time.Minute
+)
 
 func startKafkaTable(topic string, kafkaOpts []kgo.Opt, logger *slog.Logger) (*kafkaTable, error) {
 	logger = logger.With("topic", topic)
@@ -122,18 +127,20 @@ func (t *kafkaTable) run() {
 // It retries until it succeeds or the table is closed.
 func (t *kafkaTable) listEnds() (map[int32]int64, bool) {
 	admin := kadm.NewClient(t.client)
+	wait := listRetry
 	for attempt := 1; ; attempt++ {
 		ends, err := t.listEndsOnce(admin)
 		if err == nil {
 			return ends, true
 		}
 		t.logger.Warn("listing lookup table offsets failed; lookups wait for their deadline until it succeeds",
-			"attempt", attempt, "err", err)
+			"attempt", attempt, "retry_in", wait.String(), "err", err)
 		select {
 		case <-t.ctx.Done():
 			return nil, false
-		case <-time.After(listRetry):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, listRetryMax)
 	}
 }
 
