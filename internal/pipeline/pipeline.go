@@ -29,6 +29,9 @@ type Pipeline struct {
 	dlq      *dlq.Writer
 	log      *slog.Logger
 	hooks    Hooks
+	// jobs feeds the workers; nil means Handle works on the caller's
+	// goroutine.
+	jobs chan job
 
 	abandoned atomic.Int64
 }
@@ -57,6 +60,10 @@ type Config struct {
 	DLQ      *dlq.Writer
 	Logger   *slog.Logger
 	Hooks    Hooks
+	// Workers is how many records are decoded, enriched and handed to the
+	// sink at once, each on a goroutine of its own. Zero or one means
+	// Handle does the work before it returns.
+	Workers int
 }
 
 // New returns a pipeline. ctx bounds dead-letter retries and lookups.
@@ -64,7 +71,7 @@ func New(ctx context.Context, cfg Config) *Pipeline {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Pipeline{
+	p := &Pipeline{
 		ctx:      ctx,
 		decoder:  cfg.Decoder,
 		enricher: cfg.Enricher,
@@ -73,14 +80,30 @@ func New(ctx context.Context, cfg Config) *Pipeline {
 		log:      cfg.Logger,
 		hooks:    cfg.Hooks,
 	}
+	if cfg.Workers > 1 {
+		p.startWorkers(cfg.Workers)
+	}
+	return p
 }
 
 // Abandoned returns how many records were given up at shutdown, neither
 // delivered nor dead-lettered.
 func (p *Pipeline) Abandoned() int64 { return p.abandoned.Load() }
 
-// Handle implements consume.Handler.
+// Handle implements consume.Handler. With several workers, it queues the
+// record for the next free worker. Records then reach the sink out of
+// order, which the consumer's offset tracking allows for: it commits a
+// partition only up to its lowest unresolved record.
 func (p *Pipeline) Handle(r *kgo.Record, done func(resolved bool)) {
+	if p.jobs != nil {
+		p.dispatch(r, done)
+		return
+	}
+	p.process(r, done)
+}
+
+// process decodes and enriches r and sends its event to the sink.
+func (p *Pipeline) process(r *kgo.Record, done func(resolved bool)) {
 	call(p.hooks.Consumed)
 	src := event.Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 	ev, fields, err := p.decoder.Decode(record.Input{Value: r.Value, Source: src, Timestamp: r.Timestamp})

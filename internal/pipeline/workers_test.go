@@ -1,0 +1,109 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/llm-enricher/enricher/internal/enrich"
+	"github.com/llm-enricher/enricher/internal/record"
+	"github.com/llm-enricher/enricher/internal/sink"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func newWorkerPipeline(t *testing.T, ctx context.Context, out *syncBuffer, workers int) *Pipeline {
+	t.Helper()
+	rules, err := enrich.New(enrich.Config{Rules: `[{"set":"team","value":"platform"}]`}, enrich.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rules.Close)
+	return New(ctx, Config{Decoder: record.V1{}, Enricher: rules, Sink: sink.NewWriter(out), Workers: workers})
+}
+
+func workerRecord(i int) *kgo.Record {
+	v := fmt.Appendf(nil, `{"id":"c-%d","distinct_id":"u-%d","model":"m","input":[{"role":"user","content":"hi"}]}`, i, i%7)
+	return &kgo.Record{Topic: "llm-calls", Partition: int32(i % 3), Offset: int64(i), Value: v}
+}
+
+func TestWorkersResolveEveryRecordOnce(t *testing.T) {
+	const n = 2000
+	var out syncBuffer
+	p := newWorkerPipeline(t, t.Context(), &out, 4)
+
+	var wg sync.WaitGroup
+	calls := make([]atomic.Int32, n)
+	var unresolved atomic.Int32
+	wg.Add(n)
+	for i := range n {
+		p.Handle(workerRecord(i), func(resolved bool) {
+			if !resolved {
+				unresolved.Add(1)
+			}
+			calls[i].Add(1)
+			wg.Done()
+		})
+	}
+	wg.Wait()
+
+	for i := range calls {
+		if got := calls[i].Load(); got != 1 {
+			t.Errorf("record %d: done called %d times, want 1", i, got)
+		}
+	}
+	if got := unresolved.Load(); got != 0 {
+		t.Errorf("%d records unresolved, want 0", got)
+	}
+	ids := make(map[string]bool)
+	sc := bufio.NewScanner(&out.buf)
+	for sc.Scan() {
+		var ev struct {
+			UUID       string         `json:"uuid"`
+			Properties map[string]any `json:"properties"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Properties["team"] != "platform" {
+			t.Errorf("event %s: team = %v, want platform", ev.UUID, ev.Properties["team"])
+		}
+		ids[ev.UUID] = true
+	}
+	if len(ids) != n {
+		t.Errorf("sink got %d distinct events, want %d", len(ids), n)
+	}
+}
+
+func TestWorkersAbandonAfterContextEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var out syncBuffer
+	p := newWorkerPipeline(t, ctx, &out, 2)
+	cancel()
+
+	resolved := make(chan bool, 1)
+	p.Handle(workerRecord(1), func(ok bool) { resolved <- ok })
+	if ok := <-resolved; ok {
+		t.Error("record handled after the context ended was resolved, want abandoned")
+	}
+	if got := p.Abandoned(); got != 1 {
+		t.Errorf("Abandoned() = %d, want 1", got)
+	}
+}
