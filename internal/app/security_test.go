@@ -436,7 +436,7 @@ func wrongPassword(t *testing.T) brokenConnection {
 		kfake.EnableSASL(),
 		kfake.Superuser("SCRAM-SHA-512", "enricher", "right-pass-a92b"),
 		kfake.Superuser("SCRAM-SHA-256", "admin", "admin-pass"),
-	}, []kgo.Opt{kgo.SASL(scram.Auth{User: "admin", Pass: "admin-pass"}.AsSha256Mechanism())})
+	}, []kgo.Opt{kgo.SASL(scram.Auth{User: "admin", Pass: "admin-pass"}.AsSha256Mechanism())}, "prompts")
 	return brokenConnection{
 		kafka: k,
 		env: map[string]string{
@@ -469,7 +469,7 @@ func wrongPassword(t *testing.T) brokenConnection {
 func unknownCA(t *testing.T) brokenConnection {
 	brokerCA := certtest.NewCA(t, "broker CA")
 	k := startSecureKafka(t, []kfake.Opt{kfake.TLS(kafkaTLS(t, brokerCA, tls.NoClientCert, &serials{}))},
-		[]kgo.Opt{kgo.DialTLSConfig(&tls.Config{RootCAs: brokerCA.Pool()})})
+		[]kgo.Opt{kgo.DialTLSConfig(&tls.Config{RootCAs: brokerCA.Pool()})}, "prompts")
 	dir := t.TempDir()
 	caFile := writeCA(t, dir, certtest.NewCA(t, "other CA"))
 	return brokenConnection{
@@ -494,7 +494,7 @@ func expiredCertificate(t *testing.T) brokenConnection {
 		[]kgo.Opt{kgo.DialTLSConfig(&tls.Config{
 			RootCAs:      ca.Pool(),
 			Certificates: []tls.Certificate{admin.TLSCertificate(t)},
-		})})
+		})}, "prompts")
 	dir := t.TempDir()
 	expired := ca.IssueClient(t, "enricher", time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
 	certFile, keyFile := expired.WriteFiles(t, dir)
@@ -518,10 +518,11 @@ func expiredCertificate(t *testing.T) brokenConnection {
 	}
 }
 
-// TestServiceConnectionFailure runs the enricher with a setting that the
-// broker rejects. The enricher must keep running and not ready, log the
-// explained error with a growing backoff, never print a secret, and
-// recover without a restart once the setting is repaired.
+// TestServiceConnectionFailure runs the enricher, with a Kafka-table
+// lookup, on a setting that the broker rejects. The enricher must keep
+// running and not ready, log the explained error with a growing backoff,
+// never print a secret, and recover without a restart once the setting is
+// repaired.
 func TestServiceConnectionFailure(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -533,10 +534,13 @@ func TestServiceConnectionFailure(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			broken := tc.setup(t)
+			broken.kafka.produce(t, "prompts", []string{"cv-9"}, [][]byte{[]byte(`{"version":5}`)})
 			broken.kafka.produce(t, topic, nil, records("f", 2))
 			capture := capturetest.New(t)
 			env := serviceEnv(broken.kafka.addr, capture)
 			env["ENRICHER_HTTP_ADDR"] = freeAddr(t)
+			env["ENRICHER_LOOKUPS"] = `[{"name":"prompts","key":"properties.conversation_id","deadline":"30s","kafka":{"topic":"prompts"}}]`
+			env["ENRICHER_RULES"] = `[{"set":"prompt_version","lookup":"prompts","field":"version"}]`
 			maps.Copy(env, broken.env)
 			s := startService(t, env)
 			base := "http://" + env["ENRICHER_HTTP_ADDR"]
@@ -559,6 +563,15 @@ func TestServiceConnectionFailure(t *testing.T) {
 					t.Errorf("attempt %d logged %s, want %s", i+1, line, want)
 				}
 			}
+			const lookupFailed = `"msg":"listing lookup table offsets failed`
+			kafkatest.Eventually(t, 30*time.Second, "2 failed lookup table attempts logged", func() bool {
+				return len(s.logs.lines(lookupFailed)) >= 2
+			})
+			for i, line := range s.logs.lines(lookupFailed)[:2] {
+				if want := fmt.Sprintf(`"retry_in":"%s"`, time.Second<<i); !strings.Contains(line, want) {
+					t.Errorf("lookup attempt %d logged %s, want %s", i+1, line, want)
+				}
+			}
 			if !s.running() {
 				t.Fatalf("Run returned %v while the connection failed, want it to keep retrying", s.stop(t))
 			}
@@ -572,9 +585,15 @@ func TestServiceConnectionFailure(t *testing.T) {
 			_, metrics := get(base + "/metrics")
 
 			broken.repair()
-			kafkatest.Eventually(t, 30*time.Second, "2 events delivered after the repair", func() bool {
+			kafkatest.Eventually(t, 60*time.Second, "2 events delivered after the repair", func() bool {
 				return len(capture.UUIDs()) == 2
 			})
+			for _, ev := range capture.Events() {
+				var version float64
+				if !ev.Prop("prompt_version", &version) || version != 5 {
+					t.Errorf("event %s prompt_version = %v, want 5 from the Kafka-table lookup", ev.UUID, version)
+				}
+			}
 			kafkatest.Eventually(t, 30*time.Second, "/readyz 200 after the repair", func() bool {
 				status, _ := get(base + "/readyz")
 				return status == http.StatusOK
@@ -739,4 +758,150 @@ func TestCheckBackoff(t *testing.T) {
 			t.Errorf("checkBackoff(%d) = %s, want %s", tc.failures, got, tc.want)
 		}
 	}
+}
+
+// saslRecorder makes kfake accept any SASL mechanism, since kfake itself
+// implements only PLAIN and SCRAM, and stores the bytes of every
+// SASLAuthenticate request.
+type saslRecorder struct {
+	mu       sync.Mutex
+	messages []string
+}
+
+// recordSASL installs the recorder on k. Each authentication succeeds with
+// reply and a session lifetime, after which franz-go authenticates the
+// connection again (KIP-368).
+func recordSASL(k *secureKafka, reply string, lifetime time.Duration) *saslRecorder {
+	r := &saslRecorder{}
+	k.ControlKey(int16(kmsg.SASLHandshake), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		handshake := req.(*kmsg.SASLHandshakeRequest)
+		resp := handshake.ResponseKind().(*kmsg.SASLHandshakeResponse)
+		resp.SupportedMechanisms = []string{handshake.Mechanism}
+		return resp, nil, true
+	})
+	k.ControlKey(int16(kmsg.SASLAuthenticate), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		auth := req.(*kmsg.SASLAuthenticateRequest)
+		r.mu.Lock()
+		r.messages = append(r.messages, string(auth.SASLAuthBytes))
+		r.mu.Unlock()
+		resp := auth.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+		resp.SASLAuthBytes = []byte(reply)
+		resp.SessionLifetimeMillis = lifetime.Milliseconds()
+		return resp, nil, true
+	})
+	return r
+}
+
+// containing returns the recorded messages that contain s.
+func (r *saslRecorder) containing(s string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, m := range r.messages {
+		if strings.Contains(m, s) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (r *saslRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.messages)
+}
+
+// TestServiceOAuthBearerTokenRotation runs the enricher with a token file
+// and a broker that gives each SASL session a 3s lifetime. A token written
+// while the enricher runs must be sent when the sessions are renewed,
+// without a new connection.
+func TestServiceOAuthBearerTokenRotation(t *testing.T) {
+	const first, second = "tok-one-4b1e", "tok-two-c83a"
+	k := startSecureKafka(t, nil, nil)
+	recorder := recordSASL(k, "", 3*time.Second)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	certtest.WriteFile(t, tokenFile, []byte(first+"\n"))
+
+	capture := capturetest.New(t)
+	env := serviceEnv(k.addr, capture)
+	env["ENRICHER_KAFKA_SASL_MECHANISM"] = "OAUTHBEARER"
+	env["ENRICHER_KAFKA_SASL_OAUTH_TOKEN_FILE"] = tokenFile
+	k.produce(t, topic, nil, records("o", 2))
+	s := startService(t, env)
+
+	kafkatest.Eventually(t, 30*time.Second, "2 events delivered", func() bool { return len(capture.UUIDs()) == 2 })
+	if len(recorder.containing("auth=Bearer "+first+"\x01")) == 0 {
+		t.Fatal("no authentication carried the first token")
+	}
+
+	certtest.WriteFile(t, tokenFile, []byte(second+"\n"))
+	kafkatest.Eventually(t, 30*time.Second, "a renewed session carries the second token", func() bool {
+		return len(recorder.containing("auth=Bearer "+second+"\x01")) > 0
+	})
+	k.produce(t, topic, nil, records("p", 2))
+	kafkatest.Eventually(t, 30*time.Second, "4 events delivered", func() bool { return len(capture.UUIDs()) == 4 })
+
+	if err := s.stop(t); err != nil {
+		t.Errorf("Run returned %v, want nil", err)
+	}
+	assertNoSecret(t, map[string]string{"the log": s.logs.String()}, first, second)
+}
+
+// TestServiceAWSMSKIAM runs the enricher with AWS_MSK_IAM and static
+// credentials in the environment. The credential chain must stop at them,
+// so nothing is sent to an AWS endpoint or the instance metadata address.
+func TestServiceAWSMSKIAM(t *testing.T) {
+	const accessKey, secretKey = "AKIDSERVICETEST", "aws-secret-9a7c"
+	dir := t.TempDir()
+	t.Setenv("AWS_ACCESS_KEY_ID", accessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", secretKey)
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_REGION", "eu-west-1")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+	k := startSecureKafka(t, nil, nil, "prompts")
+	recorder := recordSASL(k, `{"version":"2020_10_22","request-id":"test"}`, 0)
+	k.produce(t, "prompts", []string{"cv-9"}, [][]byte{[]byte(`{"version":4}`)})
+	k.produce(t, topic, nil, append(records("m", 2), []byte(`{"id":`)))
+
+	capture := capturetest.New(t)
+	env := serviceEnv(k.addr, capture)
+	env["ENRICHER_KAFKA_SASL_MECHANISM"] = "AWS_MSK_IAM"
+	env["ENRICHER_LOOKUPS"] = `[{"name":"prompts","key":"properties.conversation_id","deadline":"20s","kafka":{"topic":"prompts"}}]`
+	env["ENRICHER_RULES"] = `[{"set":"prompt_version","lookup":"prompts","field":"version"}]`
+	s := startService(t, env)
+
+	kafkatest.Eventually(t, 30*time.Second, "2 events delivered", func() bool { return len(capture.UUIDs()) == 2 })
+	for _, ev := range capture.Events() {
+		var version float64
+		if !ev.Prop("prompt_version", &version) || version != 4 {
+			t.Errorf("event %s prompt_version = %v, want 4 from the Kafka-table lookup", ev.UUID, version)
+		}
+	}
+	if dead := k.readAll(t, dlqT, 1); len(dead) != 1 {
+		t.Errorf("%d dead letters, want 1", len(dead))
+	}
+	total := recorder.count()
+	signed := recorder.containing(`"action":"kafka-cluster:Connect"`)
+	if len(signed) == 0 || len(signed) != total {
+		t.Errorf("%d of %d authentications are MSK IAM requests, want all and at least one", len(signed), total)
+	}
+	for _, want := range []string{accessKey + "/", "/eu-west-1/kafka-cluster/aws4_request", `"x-amz-signature":"`} {
+		if n := len(recorder.containing(want)); n != total {
+			t.Errorf("%d of %d authentications contain %q, want all", n, total, want)
+		}
+	}
+	if n := len(recorder.containing(secretKey)); n != 0 {
+		t.Errorf("%d authentications contain the AWS secret key", n)
+	}
+
+	if err := s.stop(t); err != nil {
+		t.Errorf("Run returned %v, want nil", err)
+	}
+	assertNoSecret(t, map[string]string{"the log": s.logs.String()}, secretKey)
 }
