@@ -1,6 +1,8 @@
 package enrich
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/llm-enricher/enricher/internal/event"
+	"github.com/llm-enricher/enricher/internal/record"
 )
 
 // benchUpstream is a user API that responds after latency and records when
@@ -64,24 +67,38 @@ func (u *benchUpstream) total() int {
 }
 
 // BenchmarkLookup enriches records whose user is looked up over HTTP with a
-// 10 ms upstream. In "all-hit" every user is cached for the whole run. In
-// "5pct-miss" one record in 20 has a new user, and the cached users expire
-// every 200 ms and are refreshed in the background. Up to maxInFlight
-// records are enriched at once, as the pipeline does.
+// 10 ms upstream on 127.0.0.1. In "all-hit" every user is cached for the
+// whole run. In "5pct-miss" one record in 20 has a new user, and the cached
+// users expire every second and are refreshed in the background. Up to
+// maxInFlight records are enriched at once, as the pipeline does.
+//
+// The "enrich" runs time Enrich alone. The "record" runs also decode each
+// record from JSON and encode its event, the other work the service does
+// per record, so that they show what a miss costs the service.
 func BenchmarkLookup(b *testing.B) {
-	for _, bc := range []struct {
-		name      string
-		ttl       time.Duration
-		missEvery int // 0: no new users
-	}{
-		{name: "all-hit", ttl: time.Hour},
-		{name: "5pct-miss", ttl: 200 * time.Millisecond, missEvery: 20},
-	} {
-		b.Run(bc.name, func(b *testing.B) { benchLookup(b, bc.ttl, bc.missEvery) })
+	for _, work := range []string{"enrich", "record"} {
+		for _, bc := range []struct {
+			name      string
+			ttl       time.Duration
+			missEvery int // 0: no new users
+		}{
+			{name: "all-hit", ttl: time.Hour},
+			{name: "5pct-miss", ttl: time.Second, missEvery: 20},
+		} {
+			b.Run(work+"/"+bc.name, func(b *testing.B) { benchLookup(b, bc.ttl, bc.missEvery, work == "record") })
+		}
 	}
 }
 
-func benchLookup(b *testing.B, ttl time.Duration, missEvery int) {
+// benchRecord is a version 1 record of a user.
+func benchRecord(user string) []byte {
+	return fmt.Appendf(nil, `{"id":"c-1","timestamp":"2026-05-01T10:00:00Z","distinct_id":%q,`+
+		`"provider":"openai","model":"gpt-4o-mini","input":[{"role":"user","content":"hi"}],`+
+		`"output_choices":[{"role":"assistant","content":"hello"}],"input_tokens":12,"output_tokens":5,`+
+		`"properties":{"conversation_id":"cv-9"}}`, user)
+}
+
+func benchLookup(b *testing.B, ttl time.Duration, missEvery int, decode bool) {
 	const (
 		hotUsers    = 1000
 		maxInFlight = 4096
@@ -99,9 +116,15 @@ func benchLookup(b *testing.B, ttl time.Duration, missEvery int) {
 	r := newRules(b, cfg, Options{Registerer: reg, Logger: nil})
 
 	hot := make([]mapRecord, hotUsers)
+	hotRaw := make([][]byte, hotUsers)
+	warm := make([]chan struct{}, hotUsers)
 	for i := range hot {
 		hot[i] = mapRecord{"distinct_id": "u-" + strconv.Itoa(i)}
-		enrichWait(b, r, newEvent(hot[i]), hot[i])
+		hotRaw[i] = benchRecord("u-" + strconv.Itoa(i))
+		warm[i] = startEnrich(r, newEvent(hot[i]), hot[i])
+	}
+	for _, done := range warm {
+		waitDone(b, done)
 	}
 	warmCalls := upstream.total()
 	warmHits := lookupCount(b, reg, "hits")
@@ -114,16 +137,37 @@ func benchLookup(b *testing.B, ttl time.Duration, missEvery int) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := range b.N {
-		rec := hot[i%hotUsers]
-		if missEvery > 0 && i%missEvery == 0 {
+		newUser := missEvery > 0 && i%missEvery == 0
+		var ev *event.Event
+		var rec Record
+		switch {
+		case decode:
+			raw := hotRaw[i%hotUsers]
+			if newUser {
+				raw = benchRecord("new-" + strconv.Itoa(i))
+			}
+			var err error
+			ev, rec, err = record.V1{}.Decode(record.Input{Value: raw})
+			if err != nil {
+				b.Fatal(err)
+			}
+		case newUser:
 			rec = mapRecord{"distinct_id": "new-" + strconv.Itoa(i)}
+			ev = &event.Event{Name: event.Generation, Properties: make(map[string]any, 4)}
+		default:
+			rec = hot[i%hotUsers]
+			ev = &event.Event{Name: event.Generation, Properties: make(map[string]any, 4)}
 		}
-		ev := &event.Event{Name: event.Generation, Properties: make(map[string]any, 4)}
 		slots <- struct{}{}
 		wg.Add(1)
 		r.Enrich(b.Context(), ev, rec, func() {
 			if ev.Properties[event.PropPartial] != nil {
 				partial.Store(i, true)
+			}
+			if decode {
+				if _, err := json.Marshal(ev); err != nil {
+					b.Error(err)
+				}
 			}
 			<-slots
 			wg.Done()

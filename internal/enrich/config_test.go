@@ -135,6 +135,11 @@ func TestConfigValidateErrors(t *testing.T) {
 			want: []string{"ENRICHER_LOOKUPS[0]: invalid element"},
 		},
 		{
+			name: "negative connection bound",
+			cfg:  Config{Lookups: `[{"name":"users","key":"k","http":{"url":"http://127.0.0.1:1/u/{key}","max_connections":-1}}]`},
+			want: []string{"ENRICHER_LOOKUPS[0].http.max_connections: must be positive, got -1"},
+		},
+		{
 			name: "bad regular expression",
 			cfg:  Config{RedactPatterns: `["sk-[a-z]+", "("]`},
 			want: []string{"ENRICHER_REDACT_PATTERNS[1]: invalid regular expression"},

@@ -52,10 +52,13 @@ func newHTTPSource(spec HTTPSpec) (*httpSource, error) {
 	}
 
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	// Many events wait on the same upstream at once. The default of two
-	// idle connections per host would open and close connections under
-	// load.
-	transport.MaxIdleConnsPerHost = 64
+	// Many events wait on the same upstream at once. With fewer idle
+	// connections than open ones, every burst of misses would open
+	// connections and close them again, which under load runs the host
+	// out of ephemeral ports.
+	transport.MaxConnsPerHost = max(spec.MaxConnections, 1)
+	transport.MaxIdleConnsPerHost = transport.MaxConnsPerHost
+	transport.MaxIdleConns = transport.MaxConnsPerHost
 
 	return &httpSource{
 		template: spec.URL,

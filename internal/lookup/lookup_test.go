@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -430,4 +431,45 @@ func sampleCount(t *testing.T, m prometheus.Metric) float64 {
 		return float64(h.GetSampleCount())
 	}
 	return out.GetCounter().GetValue()
+}
+
+// TestHTTPConnectionBound checks that concurrent requests for many keys
+// use at most max_connections connections at a time.
+func TestHTTPConnectionBound(t *testing.T) {
+	const keys = 20
+	var open, peak atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := open.Add(1)
+		defer open.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		<-release
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+
+	spec := Spec{Name: "users", Key: "distinct_id", Deadline: Duration(time.Minute),
+		HTTP: &HTTPSpec{URL: srv.URL + "/users/{key}", Timeout: Duration(time.Minute), MaxConnections: 2}}
+	spec.ApplyDefaults()
+	l, err := New(spec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	pendings := make([]*Pending, keys)
+	for i := range pendings {
+		_, pendings[i] = l.Start("u-" + strconv.Itoa(i))
+	}
+	waitFor(t, "two requests at the upstream", func() bool { return open.Load() == 2 })
+	close(release)
+	for i, p := range pendings {
+		if res := p.Wait(context.Background()); !res.Found {
+			t.Errorf("key %d: result = %+v, want found", i, res)
+		}
+	}
+	if got := peak.Load(); got != 2 {
+		t.Errorf("peak concurrent requests = %d, want 2", got)
+	}
 }

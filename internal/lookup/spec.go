@@ -18,6 +18,7 @@ const (
 	DefaultTTL          = 5 * time.Minute
 	DefaultNegativeTTL  = 30 * time.Second
 	DefaultHTTPTimeout  = 2 * time.Second
+	DefaultMaxConns     = 100
 	DefaultPollInterval = 5 * time.Second
 )
 
@@ -98,6 +99,10 @@ type HTTPSpec struct {
 	// Headers are request headers. Their values are read from an
 	// environment variable or a file, never written inline.
 	Headers map[string]SecretRef `json:"headers,omitempty"`
+	// MaxConnections bounds the connections to the upstream host, which
+	// are all kept open for reuse. Requests beyond it wait for a free
+	// connection. Default 100.
+	MaxConnections int `json:"max_connections,omitempty"`
 }
 
 // SecretRef names where a secret value is read from at startup: exactly one
@@ -159,6 +164,9 @@ func (s *Spec) ApplyDefaults() {
 		s.Cache.applyDefaults()
 		if s.HTTP.Timeout == 0 {
 			s.HTTP.Timeout = Duration(DefaultHTTPTimeout)
+		}
+		if s.HTTP.MaxConnections == 0 {
+			s.HTTP.MaxConnections = DefaultMaxConns
 		}
 	}
 	if s.File != nil {
@@ -269,6 +277,9 @@ func (h *HTTPSpec) validate(prefix string) []error {
 	}
 	if h.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("%s.timeout: must be positive, got %s", prefix, time.Duration(h.Timeout)))
+	}
+	if h.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("%s.max_connections: must be positive, got %d", prefix, h.MaxConnections))
 	}
 	for name, ref := range h.Headers {
 		if _, err := resolveHeader(name, ref); err != nil {
