@@ -178,8 +178,8 @@ func shutdown(timeout time.Duration, runDone <-chan error, cons *consume.Consume
 }
 
 // newSink returns the configured sink and, for PostHog, its readiness
-// check. answered is called for each response from PostHog.
-func newSink(cfg config.Config, log *slog.Logger, stdout io.Writer, m *metrics.Metrics, answered func()) (sink.Sink, func() error, error) {
+// check. responded is called for each response from PostHog.
+func newSink(cfg config.Config, log *slog.Logger, stdout io.Writer, m *metrics.Metrics, responded func()) (sink.Sink, func() error, error) {
 	if cfg.Sink == config.SinkStdout {
 		log.Info("writing events to standard output", "sink", cfg.Sink)
 		return sink.NewWriter(stdout), nil, nil
@@ -195,7 +195,7 @@ func newSink(cfg config.Config, log *slog.Logger, stdout io.Writer, m *metrics.M
 		BatchSize:     cfg.PostHog.BatchSize,
 		FlushInterval: cfg.PostHog.FlushInterval,
 		MaxQueue:      cfg.MaxInFlight + cfg.PostHog.BatchSize,
-		Transport:     m.Transport(transport, answered),
+		Transport:     m.Transport(transport, responded),
 		OnDuplicate:   m.DuplicateSkipped,
 		RetryMin:      500 * time.Millisecond,
 		RetryMax:      30 * time.Second,

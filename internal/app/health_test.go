@@ -46,7 +46,7 @@ func probe(addr, path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// A zombie: PostHog accepts connections and never answers, the in-flight
+// A zombie: PostHog accepts connections and never responds, the in-flight
 // limit fills, and the poll loop stops while records wait. Liveness fails
 // once the progress timeout has passed; readiness does not.
 func TestLivenessFailsWithoutProgress(t *testing.T) {
@@ -75,7 +75,7 @@ func TestLivenessFailsWithoutProgress(t *testing.T) {
 		t.Errorf("readyz = %d %q, want 200: the key is not rejected", code, body)
 	}
 	h.capture.Release()
-	kafkatest.Eventually(t, 60*time.Second, "healthz 200 after PostHog answers", func() bool {
+	kafkatest.Eventually(t, 60*time.Second, "healthz 200 after PostHog responds", func() bool {
 		code, _ := probe(addr, "/healthz")
 		return code == http.StatusOK
 	})
@@ -156,7 +156,8 @@ func TestCommitErrorsNeverFailLiveness(t *testing.T) {
 	kafkatest.Eventually(t, 30*time.Second, "commit to the end", func() bool { return sum(k.Committed(group, topic)) == n })
 }
 
-// commitError answers every partition of req with code's error.
+// commitError returns a response to req that fails every partition with
+// code.
 func commitError(req *kmsg.OffsetCommitRequest, code *kerr.Error) *kmsg.OffsetCommitResponse {
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
 	for _, rt := range req.Topics {

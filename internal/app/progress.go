@@ -14,10 +14,11 @@ import (
 // Commits play no part. A commit that fails, during a rebalance or not, is
 // retried on the next tick, and the lag metric shows it.
 //
-// PostHog answering with an error still counts as progress: a restart
-// cannot fix PostHog or a rejected key, and readiness and the alerts
-// report those. A PostHog that accepts connections and never answers
-// does not count, so the enricher restarts and opens new connections.
+// A PostHog response with an error status still counts as progress,
+// because a restart cannot fix PostHog or a rejected key, and readiness
+// and the alerts report those. A PostHog that accepts connections and
+// never responds makes no progress, so the enricher restarts and opens new
+// connections.
 type progress struct {
 	timeout time.Duration
 	now     func() time.Time

@@ -96,7 +96,7 @@ func TestSecretsNotInConfigErrors(t *testing.T) {
 
 // Two runs at Debug level against a broker that requires SASL: one with
 // the right password and a key that PostHog rejects, one with a password
-// the broker rejects. No log line, error, health answer or metric shows
+// the broker rejects. No log line, error, health response or metric shows
 // either secret.
 func TestSecretsNotInLogsOrMetrics(t *testing.T) {
 	k := kafkatest.NewWith(t, []kfake.Opt{

@@ -32,7 +32,7 @@ func lines(t *testing.T, buf *bytes.Buffer) []map[string]any {
 }
 
 // One failure hitting many records logs once per window, and the next line
-// says how many were dropped.
+// counts the dropped ones.
 func TestCollapseRepeatedWarnings(t *testing.T) {
 	var buf bytes.Buffer
 	c := &clock{t: time.Unix(0, 0)}

@@ -11,8 +11,8 @@ import (
 type Consumer struct {
 	m *Metrics
 	// groupOffset returns the group's committed offset of a partition as
-	// the client last fetched it, for the lag before this member's first
-	// commit; nil means unknown.
+	// the client last fetched it. It gives the lag before this member's
+	// first commit, and may be nil.
 	groupOffset func(topic string, partition int32) (int64, bool)
 
 	mu    sync.Mutex
@@ -24,7 +24,8 @@ type topicPartition struct {
 	partition int32
 }
 
-// offsets are what is known of one partition; -1 means not yet known.
+// offsets is the state of one assigned partition, with -1 for an offset
+// not yet known.
 type offsets struct {
 	committed, end int64
 	label          string

@@ -11,19 +11,19 @@ import (
 
 // Transport wraps next, the transport of PostHog requests, to count
 // responses by status code, time each request and count the events of
-// each batch. answered, when set, is called for every request that got a
+// each batch. responded, when set, is called for every request that got a
 // response, whatever its status.
-func (m *Metrics) Transport(next http.RoundTripper, answered func()) http.RoundTripper {
+func (m *Metrics) Transport(next http.RoundTripper, responded func()) http.RoundTripper {
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	return &transport{m: m, next: next, answered: answered}
+	return &transport{m: m, next: next, responded: responded}
 }
 
 type transport struct {
-	m        *Metrics
-	next     http.RoundTripper
-	answered func()
+	m         *Metrics
+	next      http.RoundTripper
+	responded func()
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -39,8 +39,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	t.m.responses.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
-	if t.answered != nil {
-		t.answered()
+	if t.responded != nil {
+		t.responded()
 	}
 	return resp, nil
 }
