@@ -84,6 +84,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		pipe *pipeline.Pipeline
 		cons *consume.Consumer
 	)
+	obs := m.Consumer(func(topic string, part int32) (int64, bool) { return groupOffset(cons, topic, part) })
 	cons, err = consume.New(consume.Config{
 		Opts:             append(kafkaOpts(cfg, connOpts, log), kgo.WithHooks(kafkaMetrics(reg))),
 		Topics:           cfg.Kafka.Topics,
@@ -96,7 +97,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		MaxInFlightBytes: cfg.MaxInFlightBytes,
 		Hold:             ready,
 		Logger:           log,
-		Observer:         m.Consumer(func(topic string, part int32) (int64, bool) { return groupOffset(cons, topic, part) }),
+		Observer:         obs,
 	}, consume.HandlerFunc(func(r *kgo.Record, done func(bool)) {
 		m.RecordStarted()
 		prog.mark()
@@ -127,6 +128,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	srv := startHTTP(cfg.HTTPAddr, log, reg, newHealth(cons, ready, prog, log))
 	stopCheck := startKafkaCheck(ctx, cons.Client(), cfg, log)
 	defer stopCheck()
+	stopEnds := watchEndOffsets(ctx, cons, obs, cfg.Kafka.Topics, endOffsetsInterval(cfg.ProgressTimeout), log)
+	defer stopEnds()
 
 	runDone := make(chan error, 1)
 	go func() { runDone <- cons.Run(ctx) }()

@@ -82,6 +82,53 @@ func TestLivenessFailsWithoutProgress(t *testing.T) {
 	in.stop(t)
 }
 
+// A zombie that stalls while caught up: the broker stops answering fetches,
+// so the poll loop learns of no new record. The end offsets listed beside
+// it show the records waiting, and liveness fails once the progress
+// timeout has passed. The lag metric grows with them.
+func TestLivenessFailsWhenFetchesStall(t *testing.T) {
+	k := kafkatest.New(t, 1, topic, dlqT)
+	h := newHarness(t, k)
+	k.ProduceValues(topic, records("a", 10)...)
+	addr := freeAddr(t)
+	h.start(withFastTimeouts(map[string]string{"ENRICHER_HTTP_ADDR": addr}))
+	kafkatest.Eventually(t, 30*time.Second, "commit to 10", func() bool { return k.Committed(group, topic)[0] == 10 })
+
+	var stalled atomic.Bool
+	stalled.Store(true)
+	k.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		// Handled with no response: the fetch hangs until the client's
+		// read timeout, and the next one hangs again.
+		return nil, nil, stalled.Load()
+	})
+	k.ProduceValues(topic, records("b", 5)...)
+
+	var body string
+	kafkatest.Eventually(t, 30*time.Second, "healthz 503", func() bool {
+		var code int
+		code, body = probe(addr, "/healthz")
+		return code == http.StatusServiceUnavailable
+	})
+	if !strings.Contains(body, "5 records wait") {
+		t.Errorf("healthz body = %q, want the 5 records that wait", body)
+	}
+	_, metrics := probe(addr, "/metrics")
+	if lag, _ := sample(metrics, `enricher_consumer_lag_records{partition="0",topic="llm-calls"}`); lag != 5 {
+		t.Errorf("lag = %v while fetches stall, want 5", lag)
+	}
+	if got := len(h.capture.UUIDs()); got != 10 {
+		t.Fatalf("%d events delivered while fetches stall, want 10", got)
+	}
+
+	stalled.Store(false)
+	kafkatest.Eventually(t, 60*time.Second, "commit to 15 once fetches work", func() bool { return k.Committed(group, topic)[0] == 15 })
+	kafkatest.Eventually(t, 10*time.Second, "healthz 200", func() bool {
+		code, _ := probe(addr, "/healthz")
+		return code == http.StatusOK
+	})
+}
+
 // An idle enricher with everything delivered stays live long past the
 // progress timeout.
 func TestLivenessIdleStaysHealthy(t *testing.T) {

@@ -278,19 +278,36 @@ func (c *Consumer) Drain(ctx context.Context) int {
 }
 
 // Backlog returns how many records of the assigned partitions are not yet
-// resolved: handed to the Handler and not done, or not yet polled as of
-// the last fetch. It reads no offsets from the brokers, so a partition
-// that was never fetched counts nothing.
+// resolved: handed to the Handler and not done, or behind the high
+// watermark and not yet polled. For a partition with nothing polled since
+// it was assigned, the records behind the high watermark are counted from
+// the group's committed offset; a group that never committed it counts
+// nothing there.
 func (c *Consumer) Backlog() int64 {
+	committed := c.cl.CommittedOffsets()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var n int64
-	for _, parts := range c.parts {
-		for _, p := range parts {
-			n += p.backlog()
+	for topic, parts := range c.parts {
+		for part, p := range parts {
+			start := int64(-1)
+			if eo, ok := committed[topic][part]; ok {
+				start = eo.Offset
+			}
+			n += p.backlog(start)
 		}
 	}
 	return n
+}
+
+// SetHighWatermark records the end offset of a partition as listed by a
+// broker, so that Backlog counts records that no fetch has reported, as
+// when the poll loop is stuck. Offsets of partitions not assigned are
+// ignored.
+func (c *Consumer) SetHighWatermark(topic string, part int32, offset int64) {
+	if p := c.partition(topic, part); p != nil {
+		p.setEnd(offset)
+	}
 }
 
 // inFlight counts the records handed over and not done.

@@ -63,12 +63,13 @@ func (p *partition) setEnd(offset int64) {
 }
 
 // backlog returns the records not yet resolved: polled and in flight, or
-// behind the high watermark and not yet polled.
+// behind the high watermark and not yet polled. start is where polling
+// began when nothing is polled yet, or -1 when unknown.
 //
 // NOTE: a partition whose last offset is a transaction marker keeps a
 // backlog of one after everything is polled, because markers are never
 // handed to the poll loop.
-func (p *partition) backlog() int64 {
+func (p *partition) backlog(start int64) int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var n int64
@@ -77,8 +78,12 @@ func (p *partition) backlog() int64 {
 			n++
 		}
 	}
-	if p.polled >= 0 && p.end > p.polled {
-		n += p.end - p.polled
+	next := p.polled
+	if next < 0 {
+		next = start
+	}
+	if next >= 0 && p.end > next {
+		n += p.end - next
 	}
 	return n
 }

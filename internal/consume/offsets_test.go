@@ -97,29 +97,36 @@ func TestPartitionUnknownOffsetIgnored(t *testing.T) {
 // watermark that are not yet polled; resolved records leave it.
 func TestPartitionBacklog(t *testing.T) {
 	p := newPartition()
-	if n := p.backlog(); n != 0 {
+	if n := p.backlog(-1); n != 0 {
 		t.Fatalf("backlog of a new partition = %d, want 0", n)
+	}
+	p.setEnd(8)
+	if n := p.backlog(-1); n != 0 {
+		t.Fatalf("backlog with no start = %d, want 0", n)
+	}
+	if n := p.backlog(5); n != 3 {
+		t.Fatalf("backlog from the group's offset 5 to 8 = %d, want 3", n)
 	}
 	addOffsets(p, 10, 11, 12)
 	p.setEnd(20)
-	if n := p.backlog(); n != 3+7 {
+	if n := p.backlog(-1); n != 3+7 {
 		t.Fatalf("backlog = %d, want 3 in flight + 7 not polled", n)
 	}
 	p.resolve(11)
-	if n := p.backlog(); n != 2+7 {
+	if n := p.backlog(-1); n != 2+7 {
 		t.Fatalf("backlog after resolving 11 = %d, want 9", n)
 	}
 	p.setEnd(15) // an older fetch's watermark does not move it back
 	addOffsets(p, 13, 14, 15, 16, 17, 18, 19)
 	p.resolve(10)
 	p.resolve(12)
-	if n := p.backlog(); n != 7 {
+	if n := p.backlog(-1); n != 7 {
 		t.Fatalf("backlog = %d, want the 7 records in flight", n)
 	}
 	for o := int64(13); o < 20; o++ {
 		p.resolve(o)
 	}
-	if n := p.backlog(); n != 0 {
+	if n := p.backlog(-1); n != 0 {
 		t.Fatalf("backlog with everything resolved = %d, want 0", n)
 	}
 }

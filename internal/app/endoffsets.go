@@ -1,0 +1,71 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/llm-enricher/enricher/internal/consume"
+	"github.com/llm-enricher/enricher/internal/metrics"
+)
+
+// maxEndOffsetsInterval bounds the wait between two listings of the end
+// offsets.
+const maxEndOffsetsInterval = 30 * time.Second
+
+// endOffsetsInterval lists end offsets four times per progress timeout, so
+// that a stall is seen well within it, and at least every 30 seconds.
+func endOffsetsInterval(progressTimeout time.Duration) time.Duration {
+	return min(progressTimeout/4, maxEndOffsetsInterval)
+}
+
+// watchEndOffsets lists the end offsets of topics every interval and hands
+// them to the consumer and to the lag metrics. The poll loop reports high
+// watermarks too, but only while it fetches: a stuck poll loop would see
+// neither new records nor growing lag. stop waits for the watcher to end.
+func watchEndOffsets(ctx context.Context, cons *consume.Consumer, obs *metrics.Consumer,
+	topics []string, interval time.Duration, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	adm := kadm.NewClient(cons.Client())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				listEndOffsets(ctx, adm, cons, obs, topics, interval, log)
+			}
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+func listEndOffsets(ctx context.Context, adm *kadm.Client, cons *consume.Consumer, obs *metrics.Consumer,
+	topics []string, timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	listed, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		// The connection check reports an unreachable cluster; this is
+		// only the detail.
+		log.Debug("listing end offsets failed", "err", err)
+		return
+	}
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			log.Debug("listing end offset failed", "err", o.Err, "topic", o.Topic, "partition", o.Partition)
+			return
+		}
+		cons.SetHighWatermark(o.Topic, o.Partition, o.Offset)
+		obs.HighWatermark(o.Topic, o.Partition, o.Offset)
+	})
+}
