@@ -40,6 +40,7 @@ func TestUnmarshalMatchesEncodingJSON(t *testing.T) {
 func FuzzUnmarshalMatchesEncodingJSON(f *testing.F) {
 	f.Add([]byte(recordR))
 	f.Add([]byte(`{"input":[1],"input":[2],"properties":{"a":1},"timestamp":5}`))
+	f.Add([]byte(`{"id":"c","timestamp":"2026-05-01T10:00:00Z","distinct_id":"u","type":"span","provider":"p","model":"m","base_url":"b","input":[],"output_choices":[],"model_parameters":{},"tools":[],"input_tokens":1,"output_tokens":"2","cache_read_input_tokens":3.0,"cache_creation_input_tokens":null,"reasoning_tokens":4,"latency":0.5,"latency_ms":500,"time_to_first_token":0.1,"http_status":200,"is_error":false,"error":"e","stop_reason":"s","trace_id":"t","span_id":"s","parent_id":"p","span_name":"n","session_id":"x","ai_session_id":"y","properties":{"k":"v"},"groups":{"g":"h"},"privacy_mode":true}`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		var top map[string]json.RawMessage
 		if json.Unmarshal(doc, &top) != nil {

@@ -52,6 +52,9 @@ func (f *Fields) Field(path string) (any, bool) {
 	if !ok {
 		return nil, false
 	}
+	if s, ok := plainString(raw); ok {
+		return s, true
+	}
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, false

@@ -3,7 +3,6 @@ package record
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -109,46 +108,6 @@ func (V1) Decode(in Input) (*event.Event, *Fields, error) {
 	}
 	ev.DistinctID = c.distinctID(ev)
 	return ev, NewFields(v), nil
-}
-
-// unmarshal decodes the record v, a JSON object, as json.Unmarshal would.
-// The LLM input, output, tools and model parameters make up most of a
-// record, so it checks v once with valid, takes those four members as
-// they are, and leaves only the other members to json.Unmarshal.
-//
-// NOTE: a record that spells one of those four keys twice, once exactly
-// and once in other letter case, keeps the other-case value whatever the
-// order, where json.Unmarshal keeps the last.
-func (c *callV1) unmarshal(v []byte) error {
-	if !valid(v) {
-		if err := json.Unmarshal(v, c); err != nil {
-			return err
-		}
-		return errors.New("invalid JSON")
-	}
-	rest := make([]byte, 0, 512)
-	rest = append(rest, '{')
-	eachMember(v, 0, func(name, value []byte) {
-		switch string(name) {
-		case "input":
-			c.Input = value
-		case "output_choices":
-			c.OutputChoices = value
-		case "tools":
-			c.Tools = value
-		case "model_parameters":
-			c.ModelParameters = value
-		default:
-			if len(rest) > 1 {
-				rest = append(rest, ',')
-			}
-			rest = append(rest, '"')
-			rest = append(rest, name...)
-			rest = append(rest, '"', ':')
-			rest = append(rest, value...)
-		}
-	})
-	return json.Unmarshal(append(rest, '}'), c)
 }
 
 // timestamp returns the call time: the record's timestamp field, else the
