@@ -93,7 +93,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"topic", "partition"}),
 		end: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "high_watermark_offset",
-			Help: "High watermark of the last fetch, per assigned partition.",
+			Help: "High watermark per assigned partition, from fetches and from listed end offsets.",
 		}, []string{"topic", "partition"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "consumer_lag_records",
