@@ -280,9 +280,8 @@ func (c *Consumer) Drain(ctx context.Context) int {
 // Backlog returns how many records of the assigned partitions are not yet
 // resolved: handed to the Handler and not done, or behind the high
 // watermark and not yet polled. For a partition with nothing polled since
-// it was assigned, the records behind the high watermark are counted from
-// the group's committed offset; a group that never committed it counts
-// nothing there.
+// it was assigned, those records count from the group's committed offset.
+// A partition that the group never committed counts none of them.
 func (c *Consumer) Backlog() int64 {
 	committed := c.cl.CommittedOffsets()
 	c.mu.Lock()

@@ -26,7 +26,8 @@ type partition struct {
 	committed int64
 	// polled is the offset after the last polled record, or -1.
 	polled int64
-	// end is the high watermark of the last fetch, or -1.
+	// end is the highest high watermark seen, from fetches or listed end
+	// offsets, or -1.
 	end int64
 	// revoked is set once the partition is revoked or lost. Resolutions
 	// that arrive later change nothing.
@@ -55,7 +56,7 @@ func (p *partition) add(r *kgo.Record) bool {
 	return true
 }
 
-// setEnd records the high watermark of a fetch.
+// setEnd records a high watermark. An older, lower one changes nothing.
 func (p *partition) setEnd(offset int64) {
 	p.mu.Lock()
 	p.end = max(p.end, offset)
