@@ -313,35 +313,53 @@ stage_validate() {
 
 # --- stage: apiserver ------------------------------------------------------
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
-	local port
-	for _ in $(seq 100); do
-		port=$((20000 + RANDOM % 20000))
-		if [[ -z "$(ss -Htln "sport = :$port")" ]]; then
-			echo "$port"
-			return
+# free_ports prints COUNT distinct TCP ports on 127.0.0.1 that no socket
+# uses. They lie below the kernel's ephemeral range, so that an outgoing
+# connection cannot take one between this check and the bind.
+free_ports() {
+	local count=$1 low port ports=()
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+	((low > 11000)) || fail "the ephemeral port range starts at $low: no room below it for test ports"
+	for _ in $(seq 200); do
+		port=$((10000 + RANDOM % (low - 10000)))
+		if [[ -z "$(ss -Hatn "sport = :$port")" && " ${ports[*]} " != *" $port "* ]]; then
+			ports+=("$port")
+			if ((${#ports[@]} == count)); then
+				echo "${ports[*]}"
+				return
+			fi
 		fi
 	done
-	fail "found no free port on 127.0.0.1"
+	fail "found no $count free ports on 127.0.0.1"
 }
 
-install_etcd() {
-	if command -v etcd >/dev/null; then
-		return
-	fi
-	[[ $(id -u) -eq 0 ]] || fail "etcd is not installed: run apt-get install etcd-server as root"
-	log "installing Debian's etcd-server"
+# install_packages installs the Debian packages of the commands that the
+# apiserver stage needs and the machine lacks.
+install_packages() {
+	local missing=() pair
+	for pair in etcd:etcd-server ss:iproute2 openssl:openssl; do
+		command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+	done
+	((${#missing[@]} > 0)) || return 0
+	[[ $(id -u) -eq 0 ]] || fail "missing commands: run apt-get install ${missing[*]} as root"
+	log "installing Debian packages: ${missing[*]}"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# check_running fails with the end of LOG when the process PID has exited.
+check_running() {
+	local name=$1 pid=$2 log=$3
+	kill -0 "$pid" 2>/dev/null && return
+	tail -n 20 "$log" >&2
+	fail "$name exited at startup; the end of its log is above"
 }
 
 start_apiserver() {
 	local dir="$WORK/cluster" etcd_port peer_port api_port token
 	mkdir -p "$dir"
-	etcd_port=$(free_port)
-	peer_port=$(free_port)
-	api_port=$(free_port)
+	read -r etcd_port peer_port api_port <<<"$(free_ports 3)"
+	[[ -n "$api_port" ]] || fail "could not pick ports for etcd and kube-apiserver"
 
 	etcd --name ci --data-dir "$dir/etcd" \
 		--listen-client-urls "http://127.0.0.1:$etcd_port" \
@@ -349,7 +367,8 @@ start_apiserver() {
 		--listen-peer-urls "http://127.0.0.1:$peer_port" \
 		--initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
 		--initial-cluster "ci=http://127.0.0.1:$peer_port" >"$dir/etcd.log" 2>&1 &
-	PIDS+=($!)
+	local etcd_pid=$!
+	PIDS+=("$etcd_pid")
 
 	openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
 	openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
@@ -367,11 +386,14 @@ start_apiserver() {
 		--service-account-issuer https://kubernetes.default.svc \
 		--service-account-key-file "$dir/sa.pub" --service-account-signing-key-file "$dir/sa.key" \
 		--endpoint-reconciler-type none --profiling=false >"$dir/apiserver.log" 2>&1 &
-	PIDS+=($!)
+	local apiserver_pid=$!
+	PIDS+=("$apiserver_pid")
 
 	export KUBECONFIG="$dir/kubeconfig"
 	for _ in $(seq 120); do
 		[[ -f "$dir/certs/apiserver.crt" ]] && break
+		check_running etcd "$etcd_pid" "$dir/etcd.log"
+		check_running kube-apiserver "$apiserver_pid" "$dir/apiserver.log"
 		sleep 1
 	done
 	"$KUBECTL" config set-cluster ci --server "https://127.0.0.1:$api_port" \
@@ -385,6 +407,8 @@ start_apiserver() {
 			log "kube-apiserver v$KUBERNETES_VERSION is ready on 127.0.0.1:$api_port with etcd $(etcd --version | sed -n 's/^etcd Version: //p')"
 			return
 		fi
+		check_running etcd "$etcd_pid" "$dir/etcd.log"
+		check_running kube-apiserver "$apiserver_pid" "$dir/apiserver.log"
 		sleep 1
 	done
 	tail -n 20 "$dir/etcd.log" "$dir/apiserver.log" >&2
@@ -427,7 +451,7 @@ stage_apiserver() {
 	build_kubernetes
 	KUBE="$TOOLS/kubernetes-v$KUBERNETES_VERSION"
 	KUBECTL="$KUBE/kubectl"
-	install_etcd
+	install_packages
 	start_apiserver
 
 	local keda promop crd
