@@ -39,6 +39,8 @@ type kafkaCheck struct {
 	conn    kafkaconn.Config
 	brokers []string
 	log     *slog.Logger
+	// interval is the time between two pings while connected.
+	interval time.Duration
 }
 
 // run pings until ctx ends. It logs each failure with the attempt number and
@@ -53,7 +55,7 @@ func (c *kafkaCheck) run(ctx context.Context) {
 			return
 		}
 
-		wait := checkInterval
+		wait := c.interval
 		switch {
 		case err != nil:
 			failures++
@@ -108,7 +110,13 @@ func checkBackoff(failures int) time.Duration {
 // startKafkaCheck runs a kafkaCheck on client until ctx ends or the returned
 // function is called, which waits for the check to stop.
 func startKafkaCheck(ctx context.Context, client *kgo.Client, cfg config.Config, log *slog.Logger) (stop func()) {
-	check := &kafkaCheck{ping: client.Ping, conn: cfg.Kafka.Conn, brokers: cfg.Kafka.Brokers, log: log}
+	check := &kafkaCheck{
+		ping:     client.Ping,
+		conn:     cfg.Kafka.Conn,
+		brokers:  cfg.Kafka.Brokers,
+		log:      log,
+		interval: checkInterval,
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

@@ -905,3 +905,37 @@ func TestServiceAWSMSKIAM(t *testing.T) {
 	}
 	assertNoSecret(t, map[string]string{"the log": s.logs.String()}, secretKey)
 }
+
+// TestKafkaCheckLogsLostConnection runs the check on a client whose broker
+// stops after the first ping.
+func TestKafkaCheckLogsLostConnection(t *testing.T) {
+	k := startSecureKafka(t, nil, nil)
+	logs := &logBuffer{}
+	check := &kafkaCheck{
+		ping:     k.client(t).Ping,
+		brokers:  []string{k.addr},
+		log:      slog.New(slog.NewJSONHandler(logs, nil)),
+		interval: 10 * time.Millisecond,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		check.run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	kafkatest.Eventually(t, 30*time.Second, "connected to Kafka logged", func() bool {
+		return len(logs.lines(`"msg":"connected to Kafka"`, `"attempt":1`)) == 1
+	})
+	k.Close()
+	kafkatest.Eventually(t, 30*time.Second, "lost connection logged", func() bool {
+		return len(logs.lines(`"msg":"connection to Kafka lost; retrying"`, `"attempt":1,`, `"retry_in":"1s"`)) == 1
+	})
+	if n := len(logs.lines(`"msg":"connected to Kafka"`)); n != 1 {
+		t.Errorf("%d \"connected to Kafka\" lines, want 1: a ping that keeps succeeding logs nothing", n)
+	}
+}
