@@ -264,6 +264,10 @@ func validateTarget(prefix, set string) []error {
 		return fail("missing group type after %q", targetGroupPrefix)
 	case set == "enricher_partially_enriched" || set == "enricher_truncated":
 		return fail("%q is set by the enricher itself", set)
+	case set == propInput || set == propOutput:
+		// Privacy mode and redaction run before the rules, so a rule
+		// could bring back the text they removed.
+		return fail("%q comes from the record only, so that privacy mode and redaction apply to it", set)
 	}
 	return nil
 }

@@ -135,6 +135,11 @@ func TestConfigValidateErrors(t *testing.T) {
 			want: []string{"ENRICHER_LOOKUPS[0]: invalid element"},
 		},
 		{
+			name: "rule sets the LLM input",
+			cfg:  Config{Rules: `[{"set":"$ai_input","record":"metadata.raw_prompt"}]`},
+			want: []string{`ENRICHER_RULES[0].set: "$ai_input" comes from the record only`},
+		},
+		{
 			name: "negative connection bound",
 			cfg:  Config{Lookups: `[{"name":"users","key":"k","http":{"url":"http://127.0.0.1:1/u/{key}","max_connections":-1}}]`},
 			want: []string{"ENRICHER_LOOKUPS[0].http.max_connections: must be positive, got -1"},

@@ -54,8 +54,8 @@ func newHTTPSource(spec HTTPSpec) (*httpSource, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	// Many events wait on the same upstream at once. With fewer idle
 	// connections than open ones, every burst of misses would open
-	// connections and close them again, which under load runs the host
-	// out of ephemeral ports.
+	// connections and close them again, a TCP handshake per request and a
+	// socket left in TIME_WAIT after it.
 	transport.MaxConnsPerHost = max(spec.MaxConnections, 1)
 	transport.MaxIdleConnsPerHost = transport.MaxConnsPerHost
 	transport.MaxIdleConns = transport.MaxConnsPerHost
