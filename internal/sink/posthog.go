@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,10 @@ type PostHogConfig struct {
 	Host string
 	// Gzip compresses each request body.
 	Gzip bool
+	// Clients is how many posthog-go clients send batches side by side,
+	// events spread over them in turn. Each client has its own queue of
+	// MaxQueue events and its own batching goroutine. Zero means one.
+	Clients int
 	// BatchSize is the maximum number of events in one request.
 	BatchSize int
 	// FlushInterval is the longest time an event waits for its batch to fill.
@@ -55,9 +60,12 @@ type PostHog struct {
 	cfg PostHogConfig
 	log *slog.Logger
 
-	// batched sends events in batches. single sends one event per request,
-	// to find which event of a rejected batch PostHog objects to.
-	batched, single posthog.Client
+	// batched send events in batches, each event to the next client in
+	// turn. single sends one event per request, to find which event of a
+	// rejected batch PostHog objects to.
+	batched []posthog.Client
+	single  posthog.Client
+	next    atomic.Uint64
 
 	mu      sync.Mutex
 	closing bool
@@ -91,15 +99,26 @@ func NewPostHog(cfg PostHogConfig) (*PostHog, error) {
 		followers: make(map[string][]*pending),
 		warnings:  newLimiter(10 * time.Second),
 	}
-	var err error
-	if s.batched, err = s.newClient(cfg.BatchSize, false); err != nil {
-		return nil, err
+	for range max(1, cfg.Clients) {
+		c, err := s.newClient(cfg.BatchSize, false)
+		if err != nil {
+			s.closeClients()
+			return nil, err
+		}
+		s.batched = append(s.batched, c)
 	}
+	var err error
 	if s.single, err = s.newClient(1, true); err != nil {
-		s.batched.Close()
+		s.closeClients()
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *PostHog) closeClients() {
+	for _, c := range s.batched {
+		c.Close()
+	}
 }
 
 func (s *PostHog) newClient(batchSize int, single bool) (posthog.Client, error) {
@@ -152,7 +171,10 @@ func (s *PostHog) Ready() error {
 }
 
 func (s *PostHog) enqueue(p *pending) {
-	client := s.batched
+	client := s.batched[0]
+	if n := uint64(len(s.batched)); n > 1 {
+		client = s.batched[s.next.Add(1)%n]
+	}
 	if p.isolated {
 		client = s.single
 	}
@@ -293,7 +315,10 @@ func (s *PostHog) Close(ctx context.Context) error {
 		s.finish(p, ErrClosed)
 	}
 
-	errs := []error{s.batched.CloseWithContext(ctx), s.single.CloseWithContext(ctx)}
+	var errs []error
+	for _, c := range slices.Concat(s.batched, []posthog.Client{s.single}) {
+		errs = append(errs, c.CloseWithContext(ctx))
+	}
 
 	// Whatever posthog-go did not report by now it never will.
 	s.mu.Lock()

@@ -292,3 +292,33 @@ func TestPostHogCloseWhileServerHangs(t *testing.T) {
 		t.Errorf("server accepted %d events while hanging", got)
 	}
 }
+
+// TestPostHogSpreadsOverClients sends fewer events than one batch holds,
+// so that one client would send them in one or two requests and three
+// clients send at least three.
+func TestPostHogSpreadsOverClients(t *testing.T) {
+	srv := capturetest.New(t)
+	s := newSink(t, srv, func(c *PostHogConfig) {
+		c.Clients = 3
+		c.BatchSize = 1000
+		c.FlushInterval = 200 * time.Millisecond
+	})
+	res := newResults()
+	const n = 300
+	for i := range n {
+		ev := testEvent(i)
+		s.Send(ev, res.done(ev.UUID))
+	}
+	kafkatest.Eventually(t, 10*time.Second, "all events done", func() bool { return res.count() == n })
+	for i := range n {
+		if errs := res.get(testEvent(i).UUID); len(errs) != 1 || errs[0] != nil {
+			t.Fatalf("event %d: done called with %v, want once with nil", i, errs)
+		}
+	}
+	if got := srv.UUIDs(); len(got) != n {
+		t.Errorf("server received %d distinct uuids, want %d", len(got), n)
+	}
+	if got := srv.Requests(); got < 3 {
+		t.Errorf("server received %d requests, want at least one per client (3)", got)
+	}
+}
