@@ -205,8 +205,9 @@ func (s *service) running() bool {
 }
 
 // serviceEnv returns the variables for an enricher that reads from addr
-// and sends to capture.
-func serviceEnv(addr string, capture *capturetest.Server) map[string]string {
+// and sends to capture. Health and metrics listen on a free loopback port,
+// because an empty ENRICHER_HTTP_ADDR means the default :8080.
+func serviceEnv(t *testing.T, addr string, capture *capturetest.Server) map[string]string {
 	return map[string]string{
 		"ENRICHER_KAFKA_BROKERS":           addr,
 		"ENRICHER_KAFKA_TOPICS":            topic,
@@ -216,7 +217,7 @@ func serviceEnv(addr string, capture *capturetest.Server) map[string]string {
 		"ENRICHER_POSTHOG_HOST":            capture.URL,
 		"ENRICHER_POSTHOG_FLUSH_INTERVAL":  "50ms",
 		"ENRICHER_COMMIT_INTERVAL":         "100ms",
-		"ENRICHER_HTTP_ADDR":               "",
+		"ENRICHER_HTTP_ADDR":               freeAddr(t),
 		"ENRICHER_SHUTDOWN_TIMEOUT":        "10s",
 		"ENRICHER_KAFKA_REBALANCE_TIMEOUT": "20s",
 		"ENRICHER_REVOKE_TIMEOUT":          "10s",
@@ -313,8 +314,7 @@ func TestServiceSASL(t *testing.T) {
 			k.produce(t, topic, nil, append(records("s", 2), []byte(`{"id":`)))
 
 			capture := capturetest.New(t)
-			env := serviceEnv(k.addr, capture)
-			env["ENRICHER_HTTP_ADDR"] = freeAddr(t)
+			env := serviceEnv(t, k.addr, capture)
 			env["ENRICHER_KAFKA_SASL_MECHANISM"] = mechanism
 			env["ENRICHER_KAFKA_SASL_USERNAME"] = "enricher"
 			env["ENRICHER_KAFKA_SASL_PASSWORD"] = password
@@ -375,7 +375,7 @@ func TestServiceMTLSRotation(t *testing.T) {
 	certFile, keyFile := first.WriteFiles(t, dir)
 
 	capture := capturetest.New(t)
-	env := serviceEnv(k.addr, capture)
+	env := serviceEnv(t, k.addr, capture)
 	env["ENRICHER_KAFKA_TLS_CA_FILE"] = writeCA(t, dir, ca)
 	env["ENRICHER_KAFKA_TLS_CERT_FILE"] = certFile
 	env["ENRICHER_KAFKA_TLS_KEY_FILE"] = keyFile
@@ -537,8 +537,7 @@ func TestServiceConnectionFailure(t *testing.T) {
 			broken.kafka.produce(t, "prompts", []string{"cv-9"}, [][]byte{[]byte(`{"version":5}`)})
 			broken.kafka.produce(t, topic, nil, records("f", 2))
 			capture := capturetest.New(t)
-			env := serviceEnv(broken.kafka.addr, capture)
-			env["ENRICHER_HTTP_ADDR"] = freeAddr(t)
+			env := serviceEnv(t, broken.kafka.addr, capture)
 			env["ENRICHER_LOOKUPS"] = `[{"name":"prompts","key":"properties.conversation_id","deadline":"30s","kafka":{"topic":"prompts"}}]`
 			env["ENRICHER_RULES"] = `[{"set":"prompt_version","lookup":"prompts","field":"version"}]`
 			maps.Copy(env, broken.env)
@@ -704,7 +703,7 @@ func TestServicePostHogPrivateCAThroughProxy(t *testing.T) {
 	host := "posthog.test:" + port
 
 	k := kafkatest.New(t, 1, topic, dlqT)
-	env := serviceEnv(k.Addrs()[0], capture)
+	env := serviceEnv(t, k.Addrs()[0], capture)
 	env["ENRICHER_POSTHOG_HOST"] = "https://" + host
 
 	t.Run("CA file", func(t *testing.T) {
@@ -825,7 +824,7 @@ func TestServiceOAuthBearerTokenRotation(t *testing.T) {
 	certtest.WriteFile(t, tokenFile, []byte(first+"\n"))
 
 	capture := capturetest.New(t)
-	env := serviceEnv(k.addr, capture)
+	env := serviceEnv(t, k.addr, capture)
 	env["ENRICHER_KAFKA_SASL_MECHANISM"] = "OAUTHBEARER"
 	env["ENRICHER_KAFKA_SASL_OAUTH_TOKEN_FILE"] = tokenFile
 	k.produce(t, topic, nil, records("o", 2))
@@ -870,7 +869,7 @@ func TestServiceAWSMSKIAM(t *testing.T) {
 	k.produce(t, topic, nil, append(records("m", 2), []byte(`{"id":`)))
 
 	capture := capturetest.New(t)
-	env := serviceEnv(k.addr, capture)
+	env := serviceEnv(t, k.addr, capture)
 	env["ENRICHER_KAFKA_SASL_MECHANISM"] = "AWS_MSK_IAM"
 	env["ENRICHER_LOOKUPS"] = `[{"name":"prompts","key":"properties.conversation_id","deadline":"20s","kafka":{"topic":"prompts"}}]`
 	env["ENRICHER_RULES"] = `[{"set":"prompt_version","lookup":"prompts","field":"version"}]`
