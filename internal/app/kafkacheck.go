@@ -22,17 +22,19 @@ const (
 	// checkTimeout bounds one ping, which may try every broker.
 	checkTimeout = 30 * time.Second
 	// checkErrorAttempt is the first failed attempt logged at Error rather
-	// than Warn: with the backoff above, about 15s after the first failure,
-	// which is longer than a broker restart or a DNS update usually takes.
+	// than Warn. With the backoff above it comes 15s (1+2+4+8s) after the
+	// first failure, so that a short outage such as a broker restart logs
+	// only warnings.
 	checkErrorAttempt = 5
 )
 
 // kafkaCheck pings the brokers in the background and logs a failure with
-// the setting to fix, as kafkaconn.Config.Explain names it. franz-go retries
-// a failed connection on its own, but logs only the bare error, and at Info
-// level. The check never stops the enricher: a rejected password or an
-// untrusted certificate can be fixed (a Secret rotated, a user created)
-// while the process keeps running and not ready.
+// the setting to fix, as kafkaconn.Config.Explain names it. franz-go
+// (v1.22.3) retries a failed connection on its own, but logs only the bare
+// error at Info level ("re-updating metadata due to err: EOF"). The check
+// never stops the enricher: a rejected password or an untrusted certificate
+// can be fixed (a Secret rotated, a user created) while the process keeps
+// running and not ready.
 type kafkaCheck struct {
 	// ping sends one request to any broker: kgo.Client.Ping.
 	ping    func(context.Context) error
