@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -117,6 +118,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		Sink:     snk,
 		DLQ:      dlq.New(cons.Client(), cfg.DLQTopic, log),
 		Logger:   log,
+		// One worker per core: decoding and posthog-go's serialisation
+		// are CPU work.
+		Workers: runtime.GOMAXPROCS(0),
 		Hooks: pipeline.Hooks{
 			Delivered:    func(_ *event.Event, latency time.Duration) { m.Delivered(latency) },
 			DeadLettered: m.DeadLettered,
@@ -196,6 +200,7 @@ func newSink(cfg config.Config, log *slog.Logger, stdout io.Writer, m *metrics.M
 		Host:          cfg.PostHog.Host,
 		Gzip:          cfg.PostHog.Gzip,
 		BatchSize:     cfg.PostHog.BatchSize,
+		Clients:       cfg.PostHog.Clients,
 		FlushInterval: cfg.PostHog.FlushInterval,
 		MaxQueue:      cfg.MaxInFlight + cfg.PostHog.BatchSize,
 		Transport:     m.Transport(transport, responded),

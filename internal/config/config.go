@@ -130,6 +130,10 @@ type PostHog struct {
 	Gzip bool `env:"GZIP" envDefault:"true"`
 	// BatchSize is the maximum number of events per request.
 	BatchSize int `env:"BATCH_SIZE" envDefault:"100"`
+	// Clients is how many posthog-go clients send batches side by side.
+	// Each has its own queue and batching goroutine; more than one helps
+	// only with a core to spare for each.
+	Clients int `env:"CLIENTS" envDefault:"1"`
 	// FlushInterval is the longest an event waits for its batch to fill.
 	FlushInterval time.Duration `env:"FLUSH_INTERVAL" envDefault:"1s"`
 	// CAFile is a PEM file of extra CA certificates for a self-hosted
@@ -286,6 +290,9 @@ func (c *Config) validateSink() []error {
 	}
 	if c.PostHog.BatchSize <= 0 {
 		add("POSTHOG_BATCH_SIZE", "must be positive")
+	}
+	if c.PostHog.Clients <= 0 {
+		add("POSTHOG_CLIENTS", "must be positive")
 	}
 	if c.PostHog.FlushInterval <= 0 {
 		add("POSTHOG_FLUSH_INTERVAL", "must be a positive duration, such as 1s")
