@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -518,6 +519,35 @@ func expiredCertificate(t *testing.T) brokenConnection {
 	}
 }
 
+func expiredBrokerCertificate(t *testing.T) brokenConnection {
+	ca := certtest.NewCA(t, "cluster CA")
+	expired := ca.IssueServerValid(t, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)).TLSCertificate(t)
+	renewed := ca.IssueServer(t).TLSCertificate(t)
+	var current atomic.Pointer[tls.Certificate]
+	current.Store(&expired)
+	serverTLS := &tls.Config{
+		// The broker serves whichever certificate is current, as a
+		// broker that reloads its keystore would.
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current.Load(), nil },
+		MinVersion:     tls.VersionTLS12,
+	}
+	// The test's own client skips verification, because the broker's
+	// certificate is expired until the repair.
+	k := startSecureKafka(t, []kfake.Opt{kfake.TLS(serverTLS)},
+		[]kgo.Opt{kgo.DialTLSConfig(&tls.Config{InsecureSkipVerify: true})}, "prompts")
+	return brokenConnection{
+		kafka: k,
+		env: map[string]string{
+			"ENRICHER_KAFKA_TLS_CA_FILE": writeCA(t, t.TempDir(), ca),
+		},
+		want: []string{
+			"the broker certificate is expired or not yet valid",
+			"renew it on the broker",
+		},
+		repair: func() { current.Store(&renewed) },
+	}
+}
+
 // TestServiceConnectionFailure runs the enricher, with a Kafka-table
 // lookup, on a setting that the broker rejects. The enricher must keep
 // running and not ready, log the explained error with a growing backoff,
@@ -531,6 +561,7 @@ func TestServiceConnectionFailure(t *testing.T) {
 		{"wrong password", wrongPassword},
 		{"unknown CA", unknownCA},
 		{"expired client certificate", expiredCertificate},
+		{"expired broker certificate", expiredBrokerCertificate},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			broken := tc.setup(t)

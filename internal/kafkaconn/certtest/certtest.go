@@ -80,15 +80,23 @@ func (l Leaf) TLSCertificate(t *testing.T) tls.Certificate {
 	return pair
 }
 
-// IssueServer signs a certificate for 127.0.0.1 and the given DNS names.
+// IssueServer signs a certificate for 127.0.0.1 and the given DNS names,
+// valid from an hour ago for a day.
 func (ca *CA) IssueServer(t *testing.T, dnsNames ...string) Leaf {
+	t.Helper()
+	return ca.IssueServerValid(t, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), dnsNames...)
+}
+
+// IssueServerValid signs a certificate for 127.0.0.1 and the given DNS
+// names, valid from notBefore to notAfter.
+func (ca *CA) IssueServerValid(t *testing.T, notBefore, notAfter time.Time, dnsNames ...string) Leaf {
 	t.Helper()
 	return ca.issue(t, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "broker"},
 		DNSNames:    dnsNames,
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:   time.Now().Add(-time.Hour),
-		NotAfter:    time.Now().Add(24 * time.Hour),
+		NotBefore:   notBefore,
+		NotAfter:    notAfter,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
 }
