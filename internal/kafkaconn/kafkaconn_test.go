@@ -5,6 +5,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -365,4 +369,46 @@ func assertLacks(t *testing.T, err error, secret string) {
 	if strings.Contains(err.Error(), secret) {
 		t.Errorf("error %q contains the secret", err)
 	}
+}
+
+// systemRootsAddrEnv carries the broker address to the child process of
+// TestTLSSystemRoots.
+const systemRootsAddrEnv = "KAFKACONN_TEST_SYSTEM_ROOTS_ADDR"
+
+// TestTLSSystemRoots connects with TLS on and no CA file, so the broker is
+// verified against the system roots. Go loads them once per process, on
+// Linux from SSL_CERT_FILE when it is set, so the connection runs in a
+// child process of the test binary with SSL_CERT_FILE naming the test CA.
+func TestTLSSystemRoots(t *testing.T) {
+	if addr := os.Getenv(systemRootsAddrEnv); addr != "" {
+		if err := ping(newClient(t, kafkaconn.Config{TLSEnabled: true}, addr)); err != nil {
+			t.Fatalf("ping with the system roots: %v", err)
+		}
+		return
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("SSL_CERT_FILE sets the system roots only on Linux and other Unix systems")
+	}
+
+	ca := certtest.NewCA(t, "test CA")
+	addr, _ := tlsCluster(t, ca, tls.NoClientCert)
+
+	t.Run("CA not in the system roots", func(t *testing.T) {
+		cfg := kafkaconn.Config{TLSEnabled: true}
+		err := cfg.Explain(ping(newClient(t, cfg, addr)))
+		if err == nil {
+			t.Fatal("ping succeeded against a broker signed by a CA outside the system roots")
+		}
+		assertContains(t, err, "not trusted by the system roots: set ENRICHER_KAFKA_TLS_CA_FILE")
+	})
+
+	t.Run("CA in the system roots", func(t *testing.T) {
+		caFile := filepath.Join(t.TempDir(), "ca.pem")
+		certtest.WriteFile(t, caFile, ca.PEM)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestTLSSystemRoots$", "-test.count=1")
+		cmd.Env = append(os.Environ(), systemRootsAddrEnv+"="+addr, "SSL_CERT_FILE="+caFile)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("child process failed: %v\n%s", err, out)
+		}
+	})
 }
