@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,8 +24,11 @@ type progress struct {
 	timeout time.Duration
 	now     func() time.Time
 
-	mu   sync.Mutex
-	last time.Time
+	// last is the time of the last progress, in Unix nanoseconds. It is
+	// atomic because every record marks progress twice.
+	last atomic.Int64
+
+	mu sync.Mutex
 	// waitingSince is when a check first saw records waiting after a
 	// check that saw none, or zero while none wait.
 	waitingSince time.Time
@@ -34,16 +38,13 @@ func newProgress(timeout time.Duration, now func() time.Time) *progress {
 	if now == nil {
 		now = time.Now
 	}
-	return &progress{timeout: timeout, now: now, last: now()}
+	p := &progress{timeout: timeout, now: now}
+	p.mark()
+	return p
 }
 
 // mark records progress.
-func (p *progress) mark() {
-	t := p.now()
-	p.mu.Lock()
-	p.last = t
-	p.mu.Unlock()
-}
+func (p *progress) mark() { p.last.Store(p.now().UnixNano()) }
 
 // check returns an error when waiting records have seen no progress for
 // longer than the timeout. waiting is the number of records not resolved.
@@ -60,7 +61,7 @@ func (p *progress) check(waiting int64) error {
 	}
 	// Records that arrived after a long idle spell have not waited for
 	// the whole time since the last progress.
-	since := p.last
+	since := time.Unix(0, p.last.Load())
 	if p.waitingSince.After(since) {
 		since = p.waitingSince
 	}
