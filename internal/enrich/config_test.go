@@ -266,3 +266,14 @@ func TestConfigFromEnvironment(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+// TestHeaderFromEmptyVariable checks that a header whose variable is set
+// to the empty string fails validation like an unset one, naming the
+// header and the variable.
+func TestHeaderFromEmptyVariable(t *testing.T) {
+	t.Setenv("ENRICHER_TEST_EMPTY_TOKEN", "")
+	cfg := Config{Lookups: `[{"name":"users","key":"k","http":{"url":"http://127.0.0.1:1/u/{key}",` +
+		`"headers":{"Authorization":{"env":"ENRICHER_TEST_EMPTY_TOKEN"}}}}]`}
+	errorContains(t, cfg.Validate(),
+		"ENRICHER_LOOKUPS[0].http.headers.Authorization: environment variable ENRICHER_TEST_EMPTY_TOKEN is unset or empty")
+}
