@@ -2,6 +2,10 @@ package app
 
 import (
 	"bufio"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,6 +87,74 @@ func TestMetricsCountOutcomes(t *testing.T) {
 	} {
 		if _, ok := sample(body, name); !ok {
 			t.Errorf("%s missing from /metrics", name)
+		}
+	}
+}
+
+// chartFiles are the dashboard and alert rules that the Helm chart ships.
+var chartFiles = []string{
+	"../../deploy/helm/enricher/files/grafana-dashboard.json",
+	"../../deploy/helm/enricher/files/prometheus-rules.yaml",
+}
+
+// countedOnError are client metrics that have no series until their first
+// error.
+var countedOnError = map[string]bool{
+	"enricher_kafka_connect_errors_total": true,
+	"enricher_kafka_read_errors_total":    true,
+	"enricher_kafka_write_errors_total":   true,
+}
+
+var metricName = regexp.MustCompile(`\b(?:enricher|process|go)_[a-z_]+\b`)
+
+// Every metric that the dashboard and the alert rules query is one that a
+// running enricher with a lookup exports, so that a renamed metric cannot
+// leave a panel or an alert silently empty.
+func TestChartQueriesExportedMetrics(t *testing.T) {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"tier":"pro"}`))
+	}))
+	t.Cleanup(api.Close)
+	k := kafkatest.New(t, 1, topic, dlqT)
+	h := newHarness(t, k)
+	// The poison record makes the client produce to the dead-letter topic.
+	k.ProduceValues(topic, append(records("q", 3), []byte(`{"id":`))...)
+	addr := freeAddr(t)
+	h.start(map[string]string{
+		"ENRICHER_HTTP_ADDR": addr,
+		"ENRICHER_LOOKUPS":   `[{"name":"users","key":"distinct_id","deadline":"5s","http":{"url":"` + api.URL + `/users/{key}","timeout":"2s"}}]`,
+		"ENRICHER_RULES":     `[{"set":"tier","lookup":"users","field":"tier"}]`,
+	})
+	kafkatest.Eventually(t, 30*time.Second, "commit to the end", func() bool { return k.Committed(group, topic)[0] == 4 })
+	_, body := probe(addr, "/metrics")
+
+	exported := make(map[string]bool)
+	for _, line := range strings.Split(body, "\n") {
+		if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			name, _, _ = strings.Cut(name, " ")
+			exported[name] = true
+		}
+	}
+	for _, file := range chartFiles {
+		text, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queried := metricName.FindAllString(string(text), -1)
+		if len(queried) == 0 {
+			t.Fatalf("%s queries no metric", file)
+		}
+		for _, name := range queried {
+			base := name
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if b, ok := strings.CutSuffix(name, suffix); ok && exported[b] {
+					base = b
+				}
+			}
+			if !exported[base] && !countedOnError[base] {
+				t.Errorf("%s queries %s, which /metrics does not export", file, name)
+			}
 		}
 	}
 }

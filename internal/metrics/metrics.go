@@ -100,6 +100,11 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "High watermark minus committed offset, per assigned partition: records not yet committed.",
 		}, []string{"topic", "partition"}),
 	}
+	// Series of every reason exist from the start, so that rates and
+	// alerts see a rise from zero.
+	for _, reason := range DeadLetterReasons {
+		m.deadLettered.WithLabelValues(reason)
+	}
 	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
@@ -107,6 +112,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	return m, nil
 }
+
+// DeadLetterReasons are the reason labels of dead-lettered records, as the
+// pipeline reports them.
+var DeadLetterReasons = []string{"decode", "too_large", "rejected"}
 
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
