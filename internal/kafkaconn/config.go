@@ -18,6 +18,7 @@ const envPrefix = "ENRICHER_KAFKA_"
 
 // Names of the variables, as they appear in messages.
 const (
+	envBrokers         = envPrefix + "BROKERS"
 	envTLSEnabled      = envPrefix + "TLS_ENABLED"
 	envTLSCAFile       = envPrefix + "TLS_CA_FILE"
 	envTLSCertFile     = envPrefix + "TLS_CERT_FILE"

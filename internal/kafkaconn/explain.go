@@ -1,11 +1,13 @@
 package kafkaconn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -66,7 +68,29 @@ func (c Config) explainTLS(err error) string {
 		return fmt.Sprintf("the broker does not answer with TLS: use its TLS listener, or unset %s and the TLS files",
 			envTLSEnabled)
 	}
-	return c.explainAlert(err)
+	if explanation := c.explainAlert(err); explanation != "" {
+		return explanation
+	}
+	return explainHandshakeEnd(err)
+}
+
+// explainHandshakeEnd explains a TLS handshake that the broker ended without
+// a TLS answer. A Kafka plaintext listener reads the TLS ClientHello as the
+// size of a request, finds it too large and closes the connection, and
+// other servers may never answer.
+func explainHandshakeEnd(err error) string {
+	if _, ok := errors.AsType[*handshakeError](err); !ok {
+		return ""
+	}
+	timeout := false
+	if netErr, ok := errors.AsType[net.Error](err); ok {
+		timeout = netErr.Timeout()
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, context.DeadlineExceeded) && !timeout {
+		return ""
+	}
+	return fmt.Sprintf("the broker closed the connection or did not answer during the TLS handshake: check that %s names the brokers' TLS listener, or unset %s and the TLS files for a plaintext listener",
+		envBrokers, envTLSEnabled)
 }
 
 // explainAlert explains a TLS alert from the broker. crypto/tls does not

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -411,4 +413,64 @@ func TestTLSSystemRoots(t *testing.T) {
 			t.Fatalf("child process failed: %v\n%s", err, out)
 		}
 	})
+}
+
+// startSilentListener accepts connections on 127.0.0.1 and hands each one
+// to serve, which stands for a listener that does not speak TLS.
+func startSilentListener(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { serve(conn) })
+		}
+	})
+	return ln.Addr().String()
+}
+
+func TestTLSToListenerWithoutTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		serve func(net.Conn)
+	}{
+		// A Kafka plaintext listener reads the ClientHello as an
+		// oversized request and closes the connection.
+		{"closes", func(conn net.Conn) { conn.Close() }},
+		// Until the dial timeout ends the handshake.
+		{"never answers", func(conn net.Conn) {
+			io.Copy(io.Discard, conn)
+			conn.Close()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := startSilentListener(t, tc.serve)
+			cfg := kafkaconn.Config{
+				TLSEnabled:    true,
+				DialTimeout:   500 * time.Millisecond,
+				SASLMechanism: kafkaconn.MechanismPlain,
+				SASLUsername:  "enricher",
+				SASLPassword:  "not-sent",
+			}
+			err := cfg.Explain(ping(newClient(t, cfg, addr)))
+			if err == nil {
+				t.Fatal("ping succeeded against a listener without TLS")
+			}
+			assertContains(t, err, "during the TLS handshake")
+			assertContains(t, err, "ENRICHER_KAFKA_BROKERS")
+			assertContains(t, err, "ENRICHER_KAFKA_TLS_ENABLED")
+			assertLacks(t, err, "SASL authentication failed")
+		})
+	}
 }

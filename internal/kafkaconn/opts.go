@@ -122,10 +122,23 @@ func (d *tlsDialer) DialContext(ctx context.Context, network, addr string) (net.
 	conn := tls.Client(raw, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("performing TLS handshake with broker %s: %w", addr, err)
+		return nil, &handshakeError{broker: addr, err: err}
 	}
 	return conn, nil
 }
+
+// handshakeError is a failed TLS handshake with a broker. Explain tells it
+// apart from a connection that closes later, during SASL.
+type handshakeError struct {
+	broker string
+	err    error
+}
+
+func (e *handshakeError) Error() string {
+	return fmt.Sprintf("performing TLS handshake with broker %s: %v", e.broker, e.err)
+}
+
+func (e *handshakeError) Unwrap() error { return e.err }
 
 // saslMechanism returns the configured mechanism, or nil without SASL.
 func (c Config) saslMechanism() (sasl.Mechanism, error) {
