@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	})
 
 	srv := startHTTP(cfg.HTTPAddr, log, reg, newHealth(cons, ready, prog, log))
-	stopCheck := startKafkaCheck(ctx, cons.Client(), cfg, log)
+	stopCheck := startKafkaCheck(ctx, cfg, connOpts, log)
 	defer stopCheck()
 	stopEnds := watchEndOffsets(ctx, cons, obs, cfg.Kafka.Topics, endOffsetsInterval(cfg.ProgressTimeout), log)
 	defer stopEnds()

@@ -109,9 +109,26 @@ func checkBackoff(failures int) time.Duration {
 	return min(wait, checkMaxBackoff)
 }
 
-// startKafkaCheck runs a kafkaCheck on client until ctx ends or the returned
-// function is called, which waits for the check to stop.
-func startKafkaCheck(ctx context.Context, client *kgo.Client, cfg config.Config, log *slog.Logger) (stop func()) {
+// startKafkaCheck runs a kafkaCheck until ctx ends or the returned function
+// is called, which waits for the check to stop.
+//
+// The check has its own client rather than the consumer's. Its ping then
+// dials at once, instead of waiting behind the consumer's requests to the
+// same broker until the ping's deadline hides the dial error. Its
+// connections are not reused after half of checkInterval idle, so each ping
+// while connected opens a new connection with the current credentials and
+// certificate files.
+func startKafkaCheck(ctx context.Context, cfg config.Config, connOpts []kgo.Opt, log *slog.Logger) (stop func()) {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.Kafka.Brokers...),
+		kgo.ClientID(cfg.Kafka.ClientID),
+		kgo.ConnIdleTimeout(checkInterval / 2),
+	}, connOpts...)
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		log.Error("Kafka connection check not started", "err", err)
+		return func() {}
+	}
 	check := &kafkaCheck{
 		ping:     client.Ping,
 		conn:     cfg.Kafka.Conn,
@@ -128,5 +145,6 @@ func startKafkaCheck(ctx context.Context, client *kgo.Client, cfg config.Config,
 	return func() {
 		cancel()
 		<-done
+		client.Close()
 	}
 }
