@@ -220,3 +220,34 @@ func commitError(req *kmsg.OffsetCommitRequest, code *kerr.Error) *kmsg.OffsetCo
 	}
 	return resp
 }
+
+// While PostHog rejects the key, the enricher waits by design: readiness
+// fails and liveness passes, however long the wait.
+func TestLivenessPassesWhileKeyRejected(t *testing.T) {
+	k := kafkatest.New(t, 1, topic, dlqT)
+	h := newHarness(t, k)
+	h.capture.SetKey("phc_other")
+	k.ProduceValues(topic, records("r", 5)...)
+	addr := freeAddr(t)
+	h.start(map[string]string{
+		"ENRICHER_HTTP_ADDR":               addr,
+		"ENRICHER_KAFKA_REBALANCE_TIMEOUT": "1s",
+		"ENRICHER_REVOKE_TIMEOUT":          "500ms",
+		"ENRICHER_PROGRESS_TIMEOUT":        "1500ms",
+	})
+
+	kafkatest.Eventually(t, 30*time.Second, "readyz 503", func() bool {
+		code, _ := probe(addr, "/readyz")
+		return code == http.StatusServiceUnavailable
+	})
+	// The sink's backoff between retries, doubling from 500ms, exceeds
+	// the 1.5s progress timeout within seconds.
+	for deadline := time.Now().Add(12 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if code, body := probe(addr, "/healthz"); code != http.StatusOK {
+			t.Fatalf("healthz = %d %q while the key is rejected, want 200", code, body)
+		}
+	}
+	if n := h.capture.Statuses()[403]; n < 2 {
+		t.Errorf("%d 403 answers, want the key rejected repeatedly", n)
+	}
+}

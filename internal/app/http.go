@@ -45,9 +45,13 @@ func (h *health) readiness() error {
 }
 
 // liveness returns why the enricher should be restarted, or nil, and logs
-// when that changes.
+// when that changes. While PostHog rejects the key, the enricher waits by
+// design and a restart cannot help, so only readiness fails.
 func (h *health) liveness() error {
-	err := h.progress.check(h.cons.Backlog())
+	var err error
+	if h.ready == nil || h.ready() == nil {
+		err = h.progress.check(h.cons.Backlog())
+	}
 	switch {
 	case err != nil && !h.failing.Swap(true):
 		h.log.Error("liveness check failing; the orchestrator may restart the enricher", "err", err)

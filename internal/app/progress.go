@@ -16,8 +16,7 @@ import (
 // retried on the next tick, and the lag metric shows it.
 //
 // A PostHog response with an error status still counts as progress,
-// because a restart cannot fix PostHog or a rejected key, and readiness
-// and the alerts report those. A PostHog that accepts connections and
+// because a restart cannot fix PostHog, and the alerts report it. A PostHog that accepts connections and
 // never responds makes no progress, so the enricher restarts and opens new
 // connections.
 type progress struct {
