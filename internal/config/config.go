@@ -73,8 +73,11 @@ type Config struct {
 	// partitions before their final commit. It must be shorter than
 	// ENRICHER_KAFKA_REBALANCE_TIMEOUT.
 	RevokeTimeout time.Duration `env:"REVOKE_TIMEOUT" envDefault:"20s"`
-	// MaxInFlight bounds the records read and not yet resolved.
-	MaxInFlight int `env:"MAX_IN_FLIGHT" envDefault:"10000"`
+	// MaxInFlight bounds the records read and not yet resolved. Each one
+	// costs about 15 KB of heap for a 2 KB record while it waits for
+	// PostHog, so the default keeps a backlog run under 256 MiB of RSS
+	// (see docs/benchmarks.md).
+	MaxInFlight int `env:"MAX_IN_FLIGHT" envDefault:"5000"`
 	// MaxInFlightBytes bounds the value bytes of those records.
 	MaxInFlightBytes int64 `env:"MAX_IN_FLIGHT_BYTES" envDefault:"67108864"`
 	// CommitInterval is how often resolved offsets are committed.
