@@ -20,7 +20,7 @@ func main() {
 		return
 	}
 	opts := bench.Options{Partitions: 6, Log: os.Stderr}
-	var only string
+	var only, env string
 	var timeout time.Duration
 	flag.IntVar(&opts.Records, "records", 200_000, "records per throughput run")
 	flag.IntVar(&opts.Backlog, "backlog", 1_000_000, "records in the memory run's backlog")
@@ -29,10 +29,22 @@ func main() {
 	flag.DurationVar(&opts.CaptureDelay, "capture-delay", 2*time.Second, "capture server answer delay in the memory run")
 	flag.StringVar(&only, "only", "", "comma-separated configurations to run, and memory for the memory run; empty runs all")
 	flag.StringVar(&opts.ProfileDir, "cpuprofile-dir", "", "directory for a CPU profile of each throughput run")
+	flag.StringVar(&env, "enricher-env", "", "comma-separated KEY=VALUE settings added to every enricher run, such as ENRICHER_MAX_IN_FLIGHT=20000")
 	flag.DurationVar(&timeout, "timeout", 10*time.Minute, "bound of the whole run, broker and servers included")
 	flag.Parse()
 	if only != "" {
 		opts.Only = strings.Split(only, ",")
+	}
+	if env != "" {
+		opts.EnricherEnv = make(map[string]string)
+		for _, kv := range strings.Split(env, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				fmt.Fprintf(os.Stderr, "bench: -enricher-env: %q is not KEY=VALUE\n", kv)
+				os.Exit(2)
+			}
+			opts.EnricherEnv[k] = v
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

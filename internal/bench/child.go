@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,6 +54,7 @@ type ChildSpec struct {
 	// Timeout bounds the run; a run that times out reports what it reached.
 	Timeout time.Duration
 	// CPUProfile, when set, is a file for a CPU profile of the window.
+	// Heap, block and mutex profiles at the window's end go beside it.
 	CPUProfile string
 }
 
@@ -61,12 +63,17 @@ type ChildResult struct {
 	// Reached is the count at the end: records consumed or events
 	// delivered.
 	Reached int64
-	// Window is the time from Warm to Target.
-	Window time.Duration
+	// WindowStart is when the count reached Warm, and Window the time from
+	// then to Target.
+	WindowStart time.Time
+	Window      time.Duration
 	// CPU is the user plus system CPU time of the window.
 	CPU time.Duration
 	// Mallocs counts the heap allocations of the window.
 	Mallocs uint64
+	// PeakRSS is the process's peak resident set size in bytes, read as
+	// it exits.
+	PeakRSS int64
 	// TimedOut is set when Target was not reached within Timeout.
 	TimedOut bool
 	Err      string
@@ -93,6 +100,7 @@ func RunChild(stdout io.Writer) bool {
 	} else if err := runChild(spec, &res); err != nil {
 		res.Err = err.Error()
 	}
+	res.PeakRSS = peakRSS()
 	b, _ := json.Marshal(res)
 	fmt.Fprintf(stdout, "%s%s\n", resultPrefix, b)
 	return true
@@ -134,6 +142,8 @@ func (w *window) observe(n int64) bool {
 		w.opened = true
 		w.start, w.cpu, w.mallocs = time.Now(), cpuTime(), mallocs()
 		if w.spec.CPUProfile != "" {
+			runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+			runtime.SetMutexProfileFraction(10)
 			if f, err := os.Create(w.spec.CPUProfile); err == nil {
 				pprof.StartCPUProfile(f)
 			}
@@ -142,13 +152,36 @@ func (w *window) observe(n int64) bool {
 	if !w.opened || n < w.spec.Target {
 		return false
 	}
-	if w.spec.CPUProfile != "" {
-		pprof.StopCPUProfile()
-	}
+	w.res.WindowStart = w.start
 	w.res.Window = time.Since(w.start)
 	w.res.CPU = cpuTime() - w.cpu
 	w.res.Mallocs = mallocs() - w.mallocs
+	w.writeProfiles()
 	return true
+}
+
+// timedOut ends a window that never reached Target.
+func (w *window) timedOut() {
+	w.res.TimedOut = true
+	if w.opened {
+		w.writeProfiles()
+	}
+}
+
+// writeProfiles ends the CPU profile and writes heap, block and mutex
+// profiles beside it.
+func (w *window) writeProfiles() {
+	if w.spec.CPUProfile == "" {
+		return
+	}
+	pprof.StopCPUProfile()
+	base := strings.TrimSuffix(w.spec.CPUProfile, ".cpu.pprof")
+	for _, name := range []string{"heap", "block", "mutex"} {
+		if f, err := os.Create(base + "." + name + ".pprof"); err == nil {
+			pprof.Lookup(name).WriteTo(f, 0)
+			f.Close()
+		}
+	}
 }
 
 // pollCapture observes the capture server's event count every 10 ms until
@@ -159,7 +192,7 @@ func (w *window) pollCapture(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			w.res.TimedOut = true
+			w.timedOut()
 			return nil
 		case <-t.C:
 		}
@@ -214,7 +247,7 @@ func runBare(ctx context.Context, spec ChildSpec, w *window) error {
 	for {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			w.res.TimedOut = true
+			w.timedOut()
 			return nil
 		}
 		n += int64(fetches.NumRecords())

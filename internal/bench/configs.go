@@ -23,6 +23,7 @@ const (
 	ConfigPostHog    = "b-posthog"
 	ConfigNaive      = "c-naive"
 	ConfigEnricher   = "d-enricher"
+	ConfigClients    = "d-2-clients"
 	ConfigGzip       = "e-gzip"
 	ConfigSlowLookup = "e-slow-lookup"
 )
@@ -33,6 +34,8 @@ func allConfigs() []benchConfig {
 		{name: ConfigPostHog, label: "posthog-go alone, pre-built events", mode: ModePostHog},
 		{name: ConfigNaive, label: "naive peer: auto-commit, map, posthog-go", mode: ModeNaive, latency: true},
 		{name: ConfigEnricher, label: "enricher, rules, warm lookup", mode: ModeEnricher, latency: true},
+		{name: ConfigClients, label: "enricher, 2 posthog-go clients", mode: ModeEnricher, latency: true,
+			env: map[string]string{"ENRICHER_POSTHOG_CLIENTS": "2"}},
 		{name: ConfigGzip, label: "enricher, gzip on", mode: ModeEnricher, latency: true,
 			env: map[string]string{"ENRICHER_POSTHOG_GZIP": "true"}},
 		{name: ConfigSlowLookup, label: "enricher, 10 ms lookup, 5% misses", mode: ModeEnricher, latency: true,

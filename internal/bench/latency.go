@@ -105,6 +105,9 @@ func (b *bench) memory(ctx context.Context) *MemoryResult {
 	delete(spec.Env, "ENRICHER_POSTHOG_GZIP")
 	spec.Target = int64(max(b.opts.Records, b.opts.Backlog))
 	spec.Timeout = b.opts.MemoryDuration
+	if b.opts.ProfileDir != "" {
+		spec.CPUProfile = b.opts.ProfileDir + "/memory.cpu.pprof"
+	}
 	m := &MemoryResult{Backlog: int(spec.Target), Duration: spec.Timeout, Delay: b.opts.CaptureDelay, Env: maps.Clone(spec.Env)}
 	for _, k := range []string{"ENRICHER_KAFKA_BROKERS", "ENRICHER_POSTHOG_HOST", "ENRICHER_LOOKUPS", "ENRICHER_RULES", "ENRICHER_KAFKA_GROUP"} {
 		delete(m.Env, k)

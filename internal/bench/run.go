@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +42,8 @@ type Options struct {
 	// Exe is the binary that runs each configuration in a child process,
 	// with ChildEnv set. Empty means this process's executable.
 	Exe string
+	// EnricherEnv is added to the environment of every enricher run.
+	EnricherEnv map[string]string
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -58,6 +62,10 @@ type Result struct {
 	AllocsPerRecord float64
 	// PeakRSS is the process's maximum resident set size, in bytes.
 	PeakRSS int64
+	// ServerCPUPerRecord is the CPU time per record, in the same window,
+	// of the bench process itself: the broker, the capture server and the
+	// lookup server, which share the machine with the measured process.
+	ServerCPUPerRecord time.Duration
 	// P50 and P99 are delivery latencies at LatencyRate records/s; zero
 	// when no latency run was made.
 	P50, P99    time.Duration
@@ -188,7 +196,9 @@ func (b *bench) throughput(ctx context.Context, c benchConfig) Result {
 	}
 	b.logf("%s: %s", c.name, c.label)
 	b.capture.Reset()
+	samples := sampleCPU()
 	out, rss, err := b.child(ctx, spec)
+	serverCPU := samples.stop(out.WindowStart, out.WindowStart.Add(out.Window))
 	res.PeakRSS = rss
 	switch {
 	case err != nil:
@@ -207,8 +217,9 @@ func (b *bench) throughput(ctx context.Context, c benchConfig) Result {
 	res.MBPerSec = res.RecordsPerSec * float64(b.avgSize) / 1e6
 	res.CPUPerRecord = time.Duration(float64(out.CPU) / n)
 	res.AllocsPerRecord = float64(out.Mallocs) / n
-	b.logf("%s: %.0f records/s, %.1f MB/s, %.1f us CPU and %.1f allocations per record, peak RSS %d MiB",
-		c.name, res.RecordsPerSec, res.MBPerSec, float64(res.CPUPerRecord)/1e3, res.AllocsPerRecord, res.PeakRSS>>20)
+	res.ServerCPUPerRecord = time.Duration(float64(serverCPU) / n)
+	b.logf("%s: %.0f records/s, %.1f MB/s, %.1f us CPU and %.1f allocations per record, peak RSS %d MiB, broker and servers %.1f us CPU per record",
+		c.name, res.RecordsPerSec, res.MBPerSec, us(res.CPUPerRecord), res.AllocsPerRecord, res.PeakRSS>>20, us(res.ServerCPUPerRecord))
 	return res
 }
 
@@ -222,6 +233,7 @@ func (b *bench) spec(c benchConfig, topic string) ChildSpec {
 	}
 	if c.mode == ModeEnricher {
 		spec.Env = enricherEnv(b, topic, group, c.env)
+		maps.Copy(spec.Env, b.opts.EnricherEnv)
 	}
 	return spec
 }
@@ -249,6 +261,9 @@ func (b *bench) child(ctx context.Context, spec ChildSpec) (ChildResult, int64, 
 	}
 	if err := json.Unmarshal([]byte(line), &res); err != nil {
 		return res, rss, fmt.Errorf("decoding the child's result: %w", err)
+	}
+	if res.PeakRSS > 0 {
+		rss = res.PeakRSS
 	}
 	return res, rss, nil
 }
@@ -336,4 +351,49 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// cpuSamples records this process's CPU time every 20 ms.
+type cpuSamples struct {
+	mu    sync.Mutex
+	at    []time.Time
+	cpu   []time.Duration
+	quit  chan struct{}
+	ended chan struct{}
+}
+
+func sampleCPU() *cpuSamples {
+	s := &cpuSamples{quit: make(chan struct{}), ended: make(chan struct{})}
+	go func() {
+		defer close(s.ended)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			s.mu.Lock()
+			s.at, s.cpu = append(s.at, time.Now()), append(s.cpu, cpuTime())
+			s.mu.Unlock()
+			select {
+			case <-s.quit:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling and returns the CPU time used between from and
+// to, from the samples nearest to each.
+func (s *cpuSamples) stop(from, to time.Time) time.Duration {
+	close(s.quit)
+	<-s.ended
+	if len(s.at) == 0 || !to.After(from) {
+		return 0
+	}
+	return s.cpu[s.nearest(to)] - s.cpu[s.nearest(from)]
+}
+
+func (s *cpuSamples) nearest(t time.Time) int {
+	i, _ := slices.BinarySearchFunc(s.at, t, func(a, b time.Time) int { return a.Compare(b) })
+	return min(i, len(s.at)-1)
 }

@@ -10,3 +10,5 @@ import "time"
 func cpuTime() time.Duration { return 0 }
 
 func maxRSSBytes(any) int64 { return 0 }
+
+func peakRSS() int64 { return 0 }
