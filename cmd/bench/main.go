@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ func main() {
 		return
 	}
 	opts := bench.Options{Partitions: 6, Log: os.Stderr}
-	var only, env string
+	var only, env, docs string
 	var timeout time.Duration
 	flag.IntVar(&opts.Records, "records", 200_000, "records per throughput run")
 	flag.IntVar(&opts.Backlog, "backlog", 1_000_000, "records in the memory run's backlog")
@@ -30,6 +31,7 @@ func main() {
 	flag.StringVar(&only, "only", "", "comma-separated configurations to run, and memory for the memory run; empty runs all")
 	flag.StringVar(&opts.ProfileDir, "cpuprofile-dir", "", "directory for a CPU profile of each throughput run")
 	flag.StringVar(&env, "enricher-env", "", "comma-separated KEY=VALUE settings added to every enricher run, such as ENRICHER_MAX_IN_FLIGHT=20000")
+	flag.StringVar(&docs, "docs", "", "Markdown file whose end-to-end results block to rewrite, such as docs/benchmarks.md; the chart benchmarks-throughput.png goes beside it")
 	flag.DurationVar(&timeout, "timeout", 10*time.Minute, "bound of the whole run, broker and servers included")
 	flag.Parse()
 	if only != "" {
@@ -55,4 +57,18 @@ func main() {
 		os.Exit(1)
 	}
 	rep.WriteText(os.Stdout)
+	if docs == "" {
+		return
+	}
+	chart := filepath.Join(filepath.Dir(docs), "benchmarks-throughput.png")
+	if err := rep.WriteChart(chart); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: writing the chart:", err)
+		os.Exit(1)
+	}
+	command := strings.TrimSpace("go run ./cmd/bench " + strings.Join(os.Args[1:], " "))
+	if err := rep.UpdateDocs(docs, command); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s and %s\n", docs, chart)
 }

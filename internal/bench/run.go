@@ -90,6 +90,7 @@ type Report struct {
 	Results   []Result
 	Memory    *MemoryResult
 	AvgRecord int
+	Machine   Machine
 	Started   time.Time
 	Took      time.Duration
 }
@@ -114,6 +115,7 @@ type bench struct {
 // whole run: the broker and the servers stop when it ends.
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	start := time.Now()
+	machine := ReadMachine()
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		return nil, errors.New("bench: ctx needs a deadline, which bounds the broker and servers")
@@ -163,7 +165,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer b.lookups.Close()
 
-	rep := &Report{Options: opts, AvgRecord: b.avgSize, Started: start}
+	rep := &Report{Options: opts, AvgRecord: b.avgSize, Started: start, Machine: machine}
 	for i, c := range configs {
 		res := b.throughput(ctx, c)
 		if c.latency && res.Err == "" && res.RecordsPerSec > 0 {
@@ -175,6 +177,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		rep.Memory = b.memory(ctx)
 	}
 	rep.Took = time.Since(start)
+	rep.Machine.LoadAfter = loadAverage()
 	return rep, nil
 }
 
