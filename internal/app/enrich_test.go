@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,13 +240,13 @@ func TestEnrichUserPlanEndToEnd(t *testing.T) {
 			// Not found: nothing is set, and nothing is missing either.
 			wantNoProp(t, ev, "subscription_tier", "monthly_usage_tokens", "rate_limited", "$groups", event.PropPartial)
 		case "u-down":
-			// Failed: nothing is invented, and the event says so.
+			// Failed: nothing is invented, and the event is marked partial.
 			wantNoProp(t, ev, "subscription_tier", "monthly_usage_tokens", "rate_limited", "$groups")
 			wantProp(t, ev, event.PropPartial, `true`)
 		}
 	}
 
-	// Found values, not-found answers and failures are cached, so each
+	// Found values, not-found results and failures are cached, so each
 	// user is requested once for its three records.
 	for path, n := range api.counts() {
 		if n != 1 {
@@ -421,4 +422,76 @@ func TestEnrichPromptRegistryEndToEnd(t *testing.T) {
 	deleted := byID()[uuid("c-4")]
 	wantProp(t, deleted, "prompt_id", `"summary"`)
 	wantNoProp(t, deleted, "prompt_version", event.PropPartial)
+}
+
+// TestEnrichSlowLookupEndToEnd holds the upstream request of one user
+// until the test ends. The records behind it on the same partition are
+// delivered while it waits, and its own event goes out at the 10 s
+// deadline, marked partial, while the request is still held.
+func TestEnrichSlowLookupEndToEnd(t *testing.T) {
+	var held atomic.Int64
+	release := make(chan struct{})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/users/u-slow" {
+			held.Add(1)
+			defer held.Add(-1)
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		_, _ = w.Write([]byte(`{"plan":{"tier":"team"}}`))
+	}))
+	defer api.Close()
+	defer close(release)
+
+	k := kafkatest.New(t, 1, topic, dlqT)
+	h := newHarness(t, k)
+	values := [][]byte{llmCall(t, "slow", "u-slow", "welcome")}
+	for i := range 10 {
+		values = append(values, llmCall(t, fmt.Sprintf("fast-%d", i), fmt.Sprintf("u-%d", i), "welcome"))
+	}
+	k.ProduceValues(topic, values...)
+	h.start(map[string]string{
+		"ENRICHER_LOOKUPS": `[{"name":"users","key":"distinct_id","deadline":"10s",
+			"http":{"url":"` + api.URL + `/v1/users/{key}","timeout":"1m"}}]`,
+		"ENRICHER_RULES": `[{"set":"subscription_tier","lookup":"users","field":"plan.tier"}]`,
+	})
+
+	kafkatest.Eventually(t, 30*time.Second, "10 events behind the slow one delivered", func() bool {
+		n := 0
+		for _, ev := range h.capture.Events() {
+			if ev.DistinctID != "u-slow" {
+				n++
+			}
+		}
+		return n == 10
+	})
+	if got := held.Load(); got != 1 {
+		t.Fatalf("held upstream requests = %d while the other events went out, want 1", got)
+	}
+	// The deadline is far off, so the other events went out while the
+	// slow one waited, not after it.
+	if _, ok := h.capture.UUIDs()[event.ID("slow", event.Source{})]; ok {
+		t.Errorf("the slow event went out before the events behind it, want it to wait for its deadline")
+	}
+	kafkatest.Eventually(t, 30*time.Second, "the slow event delivered", func() bool { return len(h.capture.UUIDs()) == 11 })
+	if _, ok := h.capture.UUIDs()[event.ID("slow", event.Source{})]; !ok {
+		t.Fatalf("the slow event was delivered under another uuid, so the order check above proves nothing")
+	}
+	if got := held.Load(); got != 1 {
+		t.Errorf("held upstream requests = %d after the slow event went out, want 1: it must not wait for the upstream", got)
+	}
+	kafkatest.Eventually(t, 10*time.Second, "offsets committed to the end", func() bool { return k.Committed(group, topic)[0] == 11 })
+
+	for _, ev := range h.capture.Events() {
+		if ev.DistinctID == "u-slow" {
+			wantNoProp(t, ev, "subscription_tier")
+			wantProp(t, ev, event.PropPartial, `true`)
+			continue
+		}
+		wantProp(t, ev, "subscription_tier", `"team"`)
+		wantNoProp(t, ev, event.PropPartial)
+	}
 }
