@@ -42,6 +42,10 @@ func Transport(caFile string) (http.RoundTripper, error) {
 // nil, the dialer for direct connections and for the proxy.
 func newTransport(caFile string, interval time.Duration, dial dialFunc) (http.RoundTripper, error) {
 	base := http.DefaultTransport.(*http.Transport).Clone()
+	// posthog-go sends each batch on a goroutine of its own. With the
+	// default of 2 idle connections per host, most batches opened a new
+	// connection; 10 is posthog-go's own default.
+	base.MaxIdleConnsPerHost = 10
 
 	// http.ProxyFromEnvironment reads the variables once per process,
 	// while httpproxy reads them now. httpproxy also sends loopback and
