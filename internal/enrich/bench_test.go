@@ -1,11 +1,16 @@
 package enrich
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,35 +22,94 @@ import (
 	"github.com/llm-enricher/enricher/internal/record"
 )
 
-// benchUpstream is a user API that responds after latency and records when
-// each key was requested.
+// upstreamEnv makes the test binary serve the benchmark's user API instead
+// of running tests. Its value is the response latency.
+const upstreamEnv = "ENRICHER_BENCH_UPSTREAM"
+
+// benchUpstream is a user API in a child process, so that its CPU time is
+// not counted as the enricher's. It responds after a latency and records
+// when each key was requested.
 type benchUpstream struct {
-	*httptest.Server
-	latency time.Duration
-	mu      sync.Mutex
-	calls   map[string][]time.Time
+	URL string
 }
 
 func newBenchUpstream(b *testing.B, latency time.Duration) *benchUpstream {
-	u := &benchUpstream{latency: latency, calls: make(map[string][]time.Time)}
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.mu.Lock()
-		u.calls[r.URL.Path] = append(u.calls[r.URL.Path], time.Now())
-		u.mu.Unlock()
-		time.Sleep(u.latency)
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), upstreamEnv+"="+latency.String())
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("starting the upstream process: %v", err)
+	}
+	b.Cleanup(func() {
+		stdin.Close() // the child exits when its standard input closes
+		_ = cmd.Wait()
+	})
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("reading the upstream address: %v", err)
+	}
+	return &benchUpstream{URL: "http://" + strings.TrimSpace(addr)}
+}
+
+// serveUpstream runs the user API of the child process: it prints its
+// address, serves /users/{key} after latency and /calls with the request
+// times per path, and returns when standard input closes.
+func serveUpstream(latency string) {
+	delay, err := time.ParseDuration(latency)
+	if err != nil {
+		panic(err)
+	}
+	var mu sync.Mutex
+	calls := make(map[string][]time.Time)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/users/", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls[r.URL.Path] = append(calls[r.URL.Path], time.Now())
+		mu.Unlock()
+		time.Sleep(delay)
 		_, _ = w.Write([]byte(`{"plan":"pro"}`))
-	}))
-	b.Cleanup(u.Close)
-	return u
+	})
+	mux.HandleFunc("/calls", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = json.NewEncoder(w).Encode(calls)
+	})
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(ln.Addr().String())
+	go func() { _ = http.Serve(ln, mux) }()
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+// calls returns the request times per path.
+func (u *benchUpstream) calls(b *testing.B) map[string][]time.Time {
+	resp, err := http.Get(u.URL + "/calls")
+	if err != nil {
+		b.Fatalf("reading upstream calls: %v", err)
+	}
+	defer resp.Body.Close()
+	var calls map[string][]time.Time
+	if err := json.NewDecoder(resp.Body).Decode(&calls); err != nil {
+		b.Fatalf("decoding upstream calls: %v", err)
+	}
+	return calls
 }
 
 // maxCallsPerTTL returns the largest number of requests for one key within
 // any window of length ttl.
-func (u *benchUpstream) maxCallsPerTTL(ttl time.Duration) int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+func (u *benchUpstream) maxCallsPerTTL(b *testing.B, ttl time.Duration) int {
 	most := 0
-	for _, times := range u.calls {
+	for _, times := range u.calls(b) {
 		first := 0
 		for last := range times {
 			for times[last].Sub(times[first]) > ttl {
@@ -57,18 +121,16 @@ func (u *benchUpstream) maxCallsPerTTL(ttl time.Duration) int {
 	return most
 }
 
-func (u *benchUpstream) total() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+func (u *benchUpstream) total(b *testing.B) int {
 	n := 0
-	for _, times := range u.calls {
+	for _, times := range u.calls(b) {
 		n += len(times)
 	}
 	return n
 }
 
 // BenchmarkLookup enriches records whose user is looked up over HTTP with a
-// 10 ms upstream on 127.0.0.1. In "all-hit" every user is cached for the
+// 10 ms upstream on 127.0.0.1, in a child process. In "all-hit" every user is cached for the
 // whole run. In "5pct-miss" one record in 20 has a new user, and the cached
 // users expire every second and are refreshed in the background. Up to
 // maxInFlight records are enriched at once, as the pipeline does.
@@ -127,7 +189,7 @@ func benchLookup(b *testing.B, ttl time.Duration, missEvery int, decode bool) {
 	for _, done := range warm {
 		waitDone(b, done)
 	}
-	warmCalls := upstream.total()
+	warmCalls := upstream.total(b)
 	warmHits := lookupCount(b, reg, "hits")
 	warmMisses := lookupCount(b, reg, "misses")
 
@@ -184,12 +246,12 @@ func benchLookup(b *testing.B, ttl time.Duration, missEvery int, decode bool) {
 	stale := lookupCount(b, reg, "stale_serves")
 	misses := lookupCount(b, reg, "misses") - warmMisses
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
-	// CPU time of the whole process, the in-process upstream included. It
-	// depends less than records/s on what else runs on the machine.
+	// CPU time of this process, without the upstream's. It depends less
+	// than records/s on what else runs on the machine.
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/record")
 	b.ReportMetric((hits+stale)/(hits+stale+misses), "hit-ratio")
-	b.ReportMetric(float64(upstream.maxCallsPerTTL(ttl)), "max-calls/key/ttl")
-	b.ReportMetric(float64(upstream.total()-warmCalls), "upstream-calls")
+	b.ReportMetric(float64(upstream.maxCallsPerTTL(b, ttl)), "max-calls/key/ttl")
+	b.ReportMetric(float64(upstream.total(b)-warmCalls), "upstream-calls")
 	// Records sent without the plan because the upstream could not keep
 	// up within the deadline. A run with any is overloaded, and its
 	// throughput does not count.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if latency := os.Getenv(upstreamEnv); latency != "" {
+		serveUpstream(latency)
+		return
+	}
 	// golang-lru v2.0.7 gives each expirable cache a cleanup goroutine
 	// that never ends.
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/hashicorp/golang-lru/v2/expirable.NewLRU[...].func1"))
