@@ -8,6 +8,8 @@ package record
 import (
 	"encoding/json"
 	"errors"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/llm-enricher/enricher/internal/event"
@@ -31,12 +33,19 @@ type Decoder interface {
 	Decode(in Input) (*event.Event, *Fields, error)
 }
 
-// Fields is path access into a decoded JSON object. Each read scans the
-// record for its path and decodes only the value found, into generic
+// Fields is path access into a decoded JSON object. The first read indexes
+// the object's top-level members. Each read then scans only the member
+// its path starts with, and decodes only the value found, into generic
 // values.
 type Fields struct {
-	raw []byte
+	raw  []byte
+	once sync.Once
+	// top holds the top-level members in order, or is nil when raw is not
+	// an object.
+	top []member
 }
+
+type member struct{ name, value []byte }
 
 // NewFields returns path access into the JSON document raw, which must be
 // valid JSON: Decode checks it before it returns Fields.
@@ -48,7 +57,7 @@ func NewFields(raw []byte) *Fields {
 // or "input.0.content", and whether it exists. A path segment that is a
 // number indexes an array. A JSON null counts as absent.
 func (f *Fields) Field(path string) (any, bool) {
-	raw, ok := findPath(f.raw, path)
+	raw, ok := f.find(path)
 	if !ok {
 		return nil, false
 	}
@@ -60,4 +69,39 @@ func (f *Fields) Field(path string) (any, bool) {
 		return nil, false
 	}
 	return v, v != nil
+}
+
+// find returns the raw value at path: the last top-level member named by
+// its first segment, as encoding/json keeps the last duplicate, and the
+// rest of the path inside it.
+func (f *Fields) find(path string) ([]byte, bool) {
+	f.once.Do(f.index)
+	if f.top == nil {
+		return findPath(f.raw, path)
+	}
+	first, rest, nested := strings.Cut(path, ".")
+	var value []byte
+	for _, m := range f.top {
+		if keyEquals(m.name, first) {
+			value = m.value
+		}
+	}
+	if value == nil {
+		return nil, false
+	}
+	if !nested {
+		return value, true
+	}
+	return findPath(value, rest)
+}
+
+func (f *Fields) index() {
+	i := skipSpace(f.raw, 0)
+	if i >= len(f.raw) || f.raw[i] != '{' {
+		return
+	}
+	top := make([]member, 0, 32)
+	if eachMember(f.raw, i, func(name, value []byte) { top = append(top, member{name, value}) }) {
+		f.top = top
+	}
 }
