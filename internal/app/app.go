@@ -255,7 +255,7 @@ func kafkaOpts(cfg config.Config, connOpts []kgo.Opt, log *slog.Logger) []kgo.Op
 	return append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Kafka.Brokers...),
 		kgo.ClientID(cfg.Kafka.ClientID),
-		kgo.WithLogger(kslog.New(log.With("component", "franz-go"))),
+		kgo.WithLogger(collapseRepeats(kslog.New(log.With("component", "franz-go")))),
 		// Bounds what the client buffers ahead of the pipeline.
 		kgo.FetchMaxBytes(16 << 20),
 		// A dead-letter write that cannot be acknowledged fails after this
