@@ -140,6 +140,16 @@ func TestConfigValidateErrors(t *testing.T) {
 			want: []string{`ENRICHER_RULES[0].set: "$ai_input" comes from the record only`},
 		},
 		{
+			name: "credentials in the URL",
+			cfg:  Config{Lookups: `[{"name":"users","key":"k","http":{"url":"https://svc:s3cret@users.internal/u/{key}"}}]`},
+			want: []string{"ENRICHER_LOOKUPS[0].http.url: invalid URL template: it contains credentials"},
+		},
+		{
+			name: "credentials in a URL without key",
+			cfg:  Config{Lookups: `[{"name":"users","key":"k","http":{"url":"https://svc:s3cret@users.internal/u"}}]`},
+			want: []string{"ENRICHER_LOOKUPS[0].http.url: invalid URL template: it contains credentials"},
+		},
+		{
 			name: "negative connection bound",
 			cfg:  Config{Lookups: `[{"name":"users","key":"k","http":{"url":"http://127.0.0.1:1/u/{key}","max_connections":-1}}]`},
 			want: []string{"ENRICHER_LOOKUPS[0].http.max_connections: must be positive, got -1"},
@@ -159,6 +169,9 @@ func TestConfigValidateErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()
 			errorContains(t, err, tt.want...)
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error %q contains the password from the URL", err)
+			}
 
 			_, newErr := New(tt.cfg, Options{})
 			if newErr == nil || newErr.Error() != err.Error() {

@@ -2,6 +2,7 @@ package lookup
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -290,10 +291,15 @@ func (h *HTTPSpec) validate(prefix string) []error {
 }
 
 func checkURLTemplate(tpl string) error {
+	u, err := url.Parse(strings.ReplaceAll(tpl, keyPlaceholder, "k"))
+	if err == nil && u.User != nil {
+		// The template appears in logs and errors, so it must hold no
+		// secret. This message leaves the template out for that reason.
+		return errors.New("invalid URL template: it contains credentials, which would be logged: send them in a header from \"env\" or \"file\"")
+	}
 	if !strings.Contains(tpl, keyPlaceholder) {
 		return fmt.Errorf("invalid URL template %q: it must contain %s", tpl, keyPlaceholder)
 	}
-	u, err := url.Parse(strings.ReplaceAll(tpl, keyPlaceholder, "k"))
 	if err != nil {
 		return fmt.Errorf("invalid URL template %q: %w", tpl, err)
 	}
