@@ -10,7 +10,8 @@ import (
 )
 
 // latencyWarmup is the start of a latency run that is left out of the
-// percentiles: the child process starts and joins its group meanwhile.
+// percentiles, or a quarter of a shorter run: the child process starts
+// and joins its group meanwhile.
 const latencyWarmup = 3 * time.Second
 
 // latency runs c again over a topic of its own, into which records are
@@ -55,9 +56,13 @@ func (b *bench) latency(ctx context.Context, c benchConfig, topic string, res *R
 	case failed > 0:
 		res.Err = "latency run: records failed to produce"
 	}
-	lat := b.capture.Latencies(start.Add(latencyWarmup).UnixMicro())
-	if res.Err != "" || len(lat) == 0 {
-		b.logf("%s: latency run failed: %s", c.name, res.Err)
+	warmup := min(latencyWarmup, b.opts.LatencyDuration/4)
+	lat := b.capture.Latencies(start.Add(warmup).UnixMicro())
+	if res.Err == "" && len(lat) == 0 {
+		res.Err = "latency run: no event arrived after the warm-up"
+	}
+	if res.Err != "" {
+		b.logf("%s: %s", c.name, res.Err)
 		return
 	}
 	res.LatencyRate = rate
