@@ -24,6 +24,7 @@ import (
 	"github.com/llm-enricher/enricher/internal/enrich"
 	"github.com/llm-enricher/enricher/internal/event"
 	"github.com/llm-enricher/enricher/internal/httpconn"
+	"github.com/llm-enricher/enricher/internal/kafkaconn"
 	"github.com/llm-enricher/enricher/internal/metrics"
 	"github.com/llm-enricher/enricher/internal/pipeline"
 	"github.com/llm-enricher/enricher/internal/record"
@@ -255,7 +256,7 @@ func kafkaOpts(cfg config.Config, connOpts []kgo.Opt, log *slog.Logger) []kgo.Op
 	return append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Kafka.Brokers...),
 		kgo.ClientID(cfg.Kafka.ClientID),
-		kgo.WithLogger(collapseRepeats(kslog.New(log.With("component", "franz-go")))),
+		kgo.WithLogger(kafkaconn.CollapseRepeats(kslog.New(log.With("component", "franz-go")))),
 		// Bounds what the client buffers ahead of the pipeline.
 		kgo.FetchMaxBytes(16 << 20),
 		// A dead-letter write that cannot be acknowledged fails after this

@@ -29,7 +29,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
-	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/llm-enricher/enricher/internal/capturetest"
 	"github.com/llm-enricher/enricher/internal/config"
@@ -643,10 +642,11 @@ func TestServiceConnectionFailure(t *testing.T) {
 			if err != nil {
 				t.Errorf("Run returned %v, want nil", err)
 			}
-			// franz-go retried every few seconds, but the run took less
-			// than repeatWindow, so each of its warnings shows once.
+			// franz-go retried every few seconds in the consumer and the
+			// lookup, but the run took less than kafkaconn.RepeatWindow,
+			// so each client's warnings show once.
 			seen := make(map[string]bool)
-			for _, line := range s.logs.lines(`"component":"franz-go"`) {
+			for _, line := range s.logs.lines(`"msg":"unable to open connection to broker`) {
 				if !strings.Contains(line, `"level":"WARN"`) && !strings.Contains(line, `"level":"ERROR"`) {
 					continue
 				}
@@ -985,38 +985,5 @@ func TestKafkaCheckLogsLostConnection(t *testing.T) {
 	})
 	if n := len(logs.lines(`"msg":"connected to Kafka"`)); n != 1 {
 		t.Errorf("%d \"connected to Kafka\" lines, want 1: a ping that keeps succeeding logs nothing", n)
-	}
-}
-
-func TestRepeatLoggerCollapsesWarnings(t *testing.T) {
-	logs := &logBuffer{}
-	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
-	l := collapseRepeats(kslog.New(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
-	l.now = func() time.Time { return now }
-	unable := func() {
-		l.Log(kgo.LogLevelWarn, "unable to open connection to broker", "broker", "seed_0", "err", io.EOF)
-	}
-
-	unable()
-	unable()
-	unable()
-	l.Log(kgo.LogLevelWarn, "unable to open connection to broker", "broker", "seed_1", "err", io.EOF)
-	l.Log(kgo.LogLevelInfo, "metadata update triggered", "why", "EOF")
-	l.Log(kgo.LogLevelInfo, "metadata update triggered", "why", "EOF")
-	if n := len(logs.lines(`"broker":"seed_0"`)); n != 1 {
-		t.Errorf("%d lines for seed_0 within the window, want 1", n)
-	}
-	if n := len(logs.lines(`"broker":"seed_1"`)); n != 1 {
-		t.Errorf("%d lines for seed_1, want 1: other values are another line", n)
-	}
-	if n := len(logs.lines(`"msg":"metadata update triggered"`)); n != 2 {
-		t.Errorf("%d Info lines, want 2: only warnings and errors collapse", n)
-	}
-
-	now = now.Add(repeatWindow)
-	unable()
-	repeated := logs.lines(`"broker":"seed_0"`, `"repeated":2`)
-	if len(repeated) != 1 {
-		t.Errorf("after the window, want one seed_0 line with \"repeated\":2, got %q", logs.lines(`"broker":"seed_0"`))
 	}
 }

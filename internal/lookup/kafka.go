@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kslog"
+
+	"github.com/llm-enricher/enricher/internal/kafkaconn"
 )
 
 // kafkaTable is a compacted topic read into memory: the latest value of
@@ -44,7 +46,7 @@ const (
 
 func startKafkaTable(topic string, kafkaOpts []kgo.Opt, logger *slog.Logger) (*kafkaTable, error) {
 	logger = logger.With("topic", topic)
-	opts := []kgo.Opt{kgo.WithLogger(kslog.New(logger))}
+	opts := []kgo.Opt{kgo.WithLogger(kafkaconn.CollapseRepeats(kslog.New(logger)))}
 	opts = append(opts, kafkaOpts...)
 	opts = append(opts,
 		kgo.ConsumeTopics(topic),

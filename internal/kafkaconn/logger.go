@@ -1,4 +1,4 @@
-package app
+package kafkaconn
 
 import (
 	"fmt"
@@ -8,17 +8,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// repeatWindow is how long a franz-go warning or error is not logged again
-// with the same message and values.
-const repeatWindow = time.Minute
+// RepeatWindow is how long CollapseRepeats keeps a franz-go warning or
+// error from being logged again with the same message and values.
+const RepeatWindow = time.Minute
 
-// repeatLogger passes franz-go's log lines on, except a warning or error
-// that repeats one logged less than repeatWindow ago. franz-go retries a
+// RepeatLogger passes franz-go's log lines on, except a warning or error
+// that repeats one logged less than RepeatWindow ago. franz-go retries a
 // broker that rejects the connection every few seconds and logs each
 // attempt at Warn level, which would flood the log for as long as the
 // setting stays wrong. The next copy logged after the window carries the
 // number of copies dropped in between, as "repeated".
-type repeatLogger struct {
+type RepeatLogger struct {
 	next kgo.Logger
 	now  func() time.Time
 
@@ -32,15 +32,18 @@ type repeat struct {
 	dropped int
 }
 
-func collapseRepeats(next kgo.Logger) *repeatLogger {
-	return &repeatLogger{next: next, now: time.Now, seen: make(map[string]*repeat)}
+// CollapseRepeats returns a RepeatLogger that logs to next. Give it to every
+// client that dials the brokers, because each one retries a rejected
+// connection on its own.
+func CollapseRepeats(next kgo.Logger) *RepeatLogger {
+	return &RepeatLogger{next: next, now: time.Now, seen: make(map[string]*repeat)}
 }
 
 // Level implements kgo.Logger.
-func (l *repeatLogger) Level() kgo.LogLevel { return l.next.Level() }
+func (l *RepeatLogger) Level() kgo.LogLevel { return l.next.Level() }
 
 // Log implements kgo.Logger.
-func (l *repeatLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+func (l *RepeatLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	if level != kgo.LogLevelError && level != kgo.LogLevelWarn {
 		l.next.Log(level, msg, keyvals...)
 		return
@@ -57,13 +60,13 @@ func (l *repeatLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 
 // admit reports whether the line with this key is logged now, and how many
 // copies of it were dropped since it was last logged.
-func (l *repeatLogger) admit(key string) (dropped int, ok bool) {
+func (l *RepeatLogger) admit(key string) (dropped int, ok bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
 	r := l.seen[key]
-	if r != nil && now.Sub(r.logged) < repeatWindow {
+	if r != nil && now.Sub(r.logged) < RepeatWindow {
 		r.dropped++
 		return 0, false
 	}
@@ -78,13 +81,13 @@ func (l *repeatLogger) admit(key string) (dropped int, ok bool) {
 // forget removes the lines logged more than a window ago, which no longer
 // hold anything back, so that lines with changing values do not pile up.
 // Their dropped counts are lost, which a later copy would have reported.
-func (l *repeatLogger) forget(now time.Time) {
+func (l *RepeatLogger) forget(now time.Time) {
 	const maxLines = 256
 	if len(l.seen) <= maxLines {
 		return
 	}
 	for key, r := range l.seen {
-		if now.Sub(r.logged) >= repeatWindow {
+		if now.Sub(r.logged) >= RepeatWindow {
 			delete(l.seen, key)
 		}
 	}
