@@ -1,6 +1,7 @@
 // Package kafkaconn turns the connection settings for Kafka brokers (TLS,
-// mutual TLS and SASL) into franz-go client options, and explains connection
-// errors in terms of those settings.
+// mutual TLS and SASL) into franz-go client options, explains connection
+// errors in terms of those settings, and keeps franz-go's warnings about a
+// rejected connection from repeating in the log.
 package kafkaconn
 
 import (
