@@ -24,6 +24,7 @@ func main() {
 	var only, env, docs string
 	var timeout time.Duration
 	flag.IntVar(&opts.Records, "records", 200_000, "records per throughput run")
+	flag.IntVar(&opts.Rounds, "rounds", 3, "throughput runs of each configuration, taken in turn; the median counts")
 	flag.IntVar(&opts.Backlog, "backlog", 1_000_000, "records in the memory run's backlog")
 	flag.DurationVar(&opts.LatencyDuration, "latency-duration", 12*time.Second, "how long each latency run produces records")
 	flag.DurationVar(&opts.MemoryDuration, "memory-duration", 40*time.Second, "how long the memory run lasts")

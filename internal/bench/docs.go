@@ -81,15 +81,16 @@ func (r *Report) WriteMarkdown(w io.Writer, command string) {
 		command, m.CPUs, m.CPUModel, m.GoVersion, r.Took.Round(time.Second), m.LoadBefore, m.LoadAfter)
 	fmt.Fprintf(w, "; above %d, other processes shared the cores. Records average %d bytes.\n\n", m.CPUs, r.AvgRecord)
 
-	fmt.Fprintln(w, "| configuration | records/s | MB/s in | CPU µs/record | allocs/record | peak RSS MiB | latency p50 | latency p99 | at records/s | broker and servers CPU µs/record |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(w, "Each throughput figure is the median of %d rounds; the rounds ran every configuration in turn.\n\n", max(1, r.Options.Rounds))
+	fmt.Fprintln(w, "| configuration | records/s | rounds' range | MB/s in | CPU µs/record | allocs/record | peak RSS MiB | latency p50 | latency p99 | at records/s | broker and servers CPU µs/record |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, res := range r.Results {
 		if res.RecordsPerSec == 0 {
-			fmt.Fprintf(w, "| %s: %s | failed: %s | | | | | | | | |\n", res.Name, res.Label, oneLine(res.Err))
+			fmt.Fprintf(w, "| %s: %s | failed: %s | | | | | | | | | |\n", res.Name, res.Label, oneLine(res.Err))
 			continue
 		}
-		fmt.Fprintf(w, "| %s: %s | %.0f | %.1f | %.1f | %.1f | %d | %s | %s | %s | %.1f |\n",
-			res.Name, res.Label, res.RecordsPerSec, res.MBPerSec, us(res.CPUPerRecord), res.AllocsPerRecord,
+		fmt.Fprintf(w, "| %s: %s | %.0f | %.0f–%.0f | %.1f | %.1f | %.1f | %d | %s | %s | %s | %.1f |\n",
+			res.Name, res.Label, res.RecordsPerSec, res.MinPerSec, res.MaxPerSec, res.MBPerSec, us(res.CPUPerRecord), res.AllocsPerRecord,
 			res.PeakRSS>>20, ms(res.P50), ms(res.P99), rate(res.LatencyRate), us(res.ServerCPUPerRecord))
 	}
 	fmt.Fprintln(w)

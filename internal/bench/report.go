@@ -31,14 +31,14 @@ func (r *Report) Ratio(a, b string) float64 {
 // WriteText prints the report as an aligned table.
 func (r *Report) WriteText(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "configuration\trecords/s\tMB/s in\tCPU us/record\tallocs/record\tpeak RSS MiB\tp50\tp99\tat records/s\tserver CPU us/record\t")
+	fmt.Fprintln(tw, "configuration\trecords/s\trange\tMB/s in\tCPU us/record\tallocs/record\tpeak RSS MiB\tp50\tp99\tat records/s\tserver CPU us/record\t")
 	for _, res := range r.Results {
 		if res.Err != "" && res.RecordsPerSec == 0 {
-			fmt.Fprintf(tw, "%s\tfailed: %s\t\t\t\t\t\t\t\t\t\n", res.Name, res.Err)
+			fmt.Fprintf(tw, "%s\tfailed: %s\t\t\t\t\t\t\t\t\t\t\n", res.Name, res.Err)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.1f\t%.1f\t%.1f\t%d\t%s\t%s\t%s\t%.1f\t\n",
-			res.Name, res.RecordsPerSec, res.MBPerSec, us(res.CPUPerRecord), res.AllocsPerRecord,
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f-%.0f\t%.1f\t%.1f\t%.1f\t%d\t%s\t%s\t%s\t%.1f\t\n",
+			res.Name, res.RecordsPerSec, res.MinPerSec, res.MaxPerSec, res.MBPerSec, us(res.CPUPerRecord), res.AllocsPerRecord,
 			res.PeakRSS>>20, ms(res.P50), ms(res.P99), rate(res.LatencyRate), us(res.ServerCPUPerRecord))
 	}
 	tw.Flush()

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,9 @@ import (
 type Options struct {
 	// Records is the record count of each throughput run.
 	Records int
+	// Rounds is how many times each configuration's throughput run is
+	// repeated; the report takes the run with the median records/s.
+	Rounds int
 	// Backlog is the record count of the memory run's backlog. The source
 	// topic holds max(Records, Backlog) records.
 	Backlog int
@@ -53,9 +57,11 @@ type Result struct {
 	Name  string
 	Label string
 	// RecordsPerSec is records consumed (bare) or events delivered per
-	// second, between 10% and 100% of the records.
-	RecordsPerSec float64
-	MBPerSec      float64
+	// second, between 10% and 100% of the records, in the median round.
+	// MinPerSec and MaxPerSec are the lowest and highest of the rounds.
+	RecordsPerSec        float64
+	MinPerSec, MaxPerSec float64
+	MBPerSec             float64
 	// CPUPerRecord is the process's user and system CPU time per record in
 	// the same window, and AllocsPerRecord its heap allocations.
 	CPUPerRecord    time.Duration
@@ -166,8 +172,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer b.lookups.Close()
 
 	rep := &Report{Options: opts, AvgRecord: b.avgSize, Started: start, Machine: machine}
+	// Rounds run every configuration in turn, so that a change in the load
+	// of a shared machine reaches each configuration alike.
+	rounds := make([][]Result, len(configs))
+	for range max(1, opts.Rounds) {
+		for i, c := range configs {
+			rounds[i] = append(rounds[i], b.throughput(ctx, c))
+		}
+	}
 	for i, c := range configs {
-		res := b.throughput(ctx, c)
+		res := median(rounds[i])
 		if c.latency && res.Err == "" && res.RecordsPerSec > 0 {
 			b.latency(ctx, c, latencyTopics[i], &res)
 		}
@@ -399,4 +413,14 @@ func (s *cpuSamples) stop(from, to time.Time) time.Duration {
 func (s *cpuSamples) nearest(t time.Time) int {
 	i, _ := slices.BinarySearchFunc(s.at, t, func(a, b time.Time) int { return a.Compare(b) })
 	return min(i, len(s.at)-1)
+}
+
+// median returns the result with the median records/s, a failed run
+// counting as zero, with the range of all rounds.
+func median(runs []Result) Result {
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b Result) int { return cmp.Compare(a.RecordsPerSec, b.RecordsPerSec) })
+	res := sorted[len(sorted)/2]
+	res.MinPerSec, res.MaxPerSec = sorted[0].RecordsPerSec, sorted[len(sorted)-1].RecordsPerSec
+	return res
 }
