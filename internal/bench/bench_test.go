@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// TestMain runs the process as a bench child when the parent asks it to,
-// so that the smoke test can start children from the test binary.
+// TestMain runs the process as a bench child when ChildEnv is set, so
+// that the smoke test can start children from the test binary.
 func TestMain(m *testing.M) {
 	if RunChild(os.Stdout) {
 		os.Exit(0)

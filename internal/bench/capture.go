@@ -48,7 +48,7 @@ type Capture struct {
 	srv      *http.Server
 	keyField []byte
 	events   atomic.Int64
-	delay    atomic.Int64 // nanoseconds before each answer
+	delay    atomic.Int64 // nanoseconds before each response
 
 	mu        sync.Mutex
 	latencies []latency
@@ -93,10 +93,10 @@ func (c *Capture) Close() error { return c.srv.Close() }
 // Events returns how many events were accepted since the last Reset.
 func (c *Capture) Events() int64 { return c.events.Load() }
 
-// SetDelay makes the server wait d before each answer to /batch/.
+// SetDelay makes the server wait d before each response to /batch/.
 func (c *Capture) SetDelay(d time.Duration) { c.delay.Store(int64(d)) }
 
-// Reset sets the event count to zero and forgets the latencies.
+// Reset sets the event count to zero and drops the latencies.
 func (c *Capture) Reset() {
 	c.events.Store(0)
 	c.mu.Lock()
@@ -218,7 +218,7 @@ func reply(w http.ResponseWriter, status int, code string) {
 	fmt.Fprintf(w, `{"status":%d,"code":%q,"error":%q}`, status, code, http.StatusText(status))
 }
 
-// LookupServer answers the bench's lookups: GET /orgs/{key} at once and
+// LookupServer serves the bench's lookups: GET /orgs/{key} at once and
 // GET /users/{key} after UserLatency.
 type LookupServer struct {
 	URL string

@@ -33,8 +33,8 @@ const (
 	ModeEnricher = "enricher"
 )
 
-// ChildSpec is what a child process runs. The parent passes it as JSON in
-// the environment variable ChildEnv.
+// ChildSpec is the workload of a child process. The parent passes it as
+// JSON in the environment variable ChildEnv.
 type ChildSpec struct {
 	Mode    string
 	Brokers []string
@@ -58,7 +58,8 @@ type ChildSpec struct {
 	CPUProfile string
 }
 
-// ChildResult is what a child reports on its last line of standard output.
+// ChildResult is the outcome of a child, printed on its last line of
+// standard output.
 type ChildResult struct {
 	// Reached is the count at the end: records consumed or events
 	// delivered.

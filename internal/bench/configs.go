@@ -13,7 +13,7 @@ type benchConfig struct {
 	mode  string
 	// env is added to the enricher's base environment.
 	env map[string]string
-	// latency asks for a latency run at half the measured rate.
+	// latency adds a latency run at half the measured rate.
 	latency bool
 }
 

@@ -22,7 +22,7 @@ type Machine struct {
 	CPUModel  string
 	GoVersion string
 	// LoadBefore and LoadAfter are the 1-minute load averages at the start
-	// and end of the run; a load above the core count means that other
+	// and end of the run. A load above the core count means that other
 	// processes shared the machine.
 	LoadBefore, LoadAfter string
 }
@@ -96,7 +96,7 @@ func (r *Report) WriteMarkdown(w io.Writer, command string) {
 	fmt.Fprintln(w)
 	r.writeTargets(w)
 	if mem := r.Memory; mem != nil {
-		fmt.Fprintf(w, "\nMemory run: a backlog of %d records, the capture server answering each request after %s, "+
+		fmt.Fprintf(w, "\nMemory run: a backlog of %d records, the capture server responding to each request after %s, "+
 			"the enricher with its default settings for %s: %d events delivered, peak RSS %d MiB (VmHWM)%s.\n",
 			mem.Backlog, mem.Delay, mem.Duration, mem.Delivered, mem.PeakRSS>>20, errSuffix(mem.Err))
 	}

@@ -102,7 +102,7 @@ func produceAtRate(ctx context.Context, brokers []string, topic string, recs [][
 }
 
 // memory runs the enricher with its default settings over the whole
-// backlog, with the capture server answering each request after
+// backlog, with the capture server responding to each request after
 // CaptureDelay, for MemoryDuration, and reports its peak RSS.
 func (b *bench) memory(ctx context.Context) *MemoryResult {
 	c := benchConfig{name: "memory", mode: ModeEnricher}

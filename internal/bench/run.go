@@ -36,7 +36,7 @@ type Options struct {
 	LatencyDuration time.Duration
 	// MemoryDuration is how long the memory run lasts.
 	MemoryDuration time.Duration
-	// CaptureDelay is how long the capture server waits before it answers
+	// CaptureDelay is how long the capture server waits before it responds
 	// in the memory run.
 	CaptureDelay time.Duration
 	// Only, when not empty, names the configurations to run.
@@ -211,12 +211,14 @@ func (b *bench) throughput(ctx context.Context, c benchConfig) Result {
 	if b.opts.ProfileDir != "" {
 		spec.CPUProfile = fmt.Sprintf("%s/%s.cpu.pprof", b.opts.ProfileDir, c.name)
 	}
+
 	b.logf("%s: %s", c.name, c.label)
 	b.capture.Reset()
 	samples := sampleCPU()
 	out, rss, err := b.child(ctx, spec)
 	serverCPU := samples.stop(out.WindowStart, out.WindowStart.Add(out.Window))
 	res.PeakRSS = rss
+
 	switch {
 	case err != nil:
 		res.Err = err.Error()
@@ -229,6 +231,7 @@ func (b *bench) throughput(ctx context.Context, c benchConfig) Result {
 		b.logf("%s: failed: %s", c.name, res.Err)
 		return res
 	}
+
 	n := float64(spec.Target - spec.Warm)
 	res.RecordsPerSec = n / out.Window.Seconds()
 	res.MBPerSec = res.RecordsPerSec * float64(b.avgSize) / 1e6
@@ -328,6 +331,7 @@ func produceBacklog(ctx context.Context, brokers []string, n int) (int, error) {
 		return 0, err
 	}
 	defer cl.Close()
+
 	gen := NewGenerator(1)
 	var total int64
 	var firstErr error
@@ -346,6 +350,7 @@ func produceBacklog(ctx context.Context, brokers []string, n int) (int, error) {
 	if err := cl.Flush(ctx); err != nil {
 		return 0, err
 	}
+
 	mu.Lock()
 	defer mu.Unlock()
 	if firstErr != nil {
