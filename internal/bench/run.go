@@ -134,6 +134,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		opts.Exe = exe
 	}
+	if opts.ProfileDir != "" {
+		if err := os.MkdirAll(opts.ProfileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating the profile directory: %w", err)
+		}
+	}
 	configs := selectConfigs(opts.Only)
 	latencyTopics := make([]string, len(configs))
 	for i, c := range configs {
