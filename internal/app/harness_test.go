@@ -32,6 +32,8 @@ type harness struct {
 	kafka   *kafkatest.Cluster
 	capture *capturetest.Server
 	env     map[string]string
+	// logHook, when set, sees every record the instances log.
+	logHook func(slog.Record)
 }
 
 func newHarness(t *testing.T, kafka *kafkatest.Cluster) *harness {
@@ -76,7 +78,11 @@ func (h *harness) start(extra map[string]string) *instance {
 	if err != nil {
 		h.t.Fatalf("config: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter(h.t), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var handler slog.Handler = slog.NewTextHandler(testWriter(h.t), &slog.HandlerOptions{Level: slog.LevelInfo})
+	if h.logHook != nil {
+		handler = hookHandler{Handler: handler, hook: h.logHook}
+	}
+	log := slog.New(handler)
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{cancel: cancel, done: make(chan error, 1)}
 	go func() { in.done <- Run(ctx, cfg, log, io.Discard) }()
@@ -166,4 +172,23 @@ func (w *tlog) Write(p []byte) (int, error) {
 		w.t.Log(string(p))
 	}
 	return len(p), nil
+}
+
+// hookHandler passes each record to hook before its handler.
+type hookHandler struct {
+	slog.Handler
+	hook func(slog.Record)
+}
+
+func (h hookHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.hook(r)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h hookHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return hookHandler{Handler: h.Handler.WithAttrs(attrs), hook: h.hook}
+}
+
+func (h hookHandler) WithGroup(name string) slog.Handler {
+	return hookHandler{Handler: h.Handler.WithGroup(name), hook: h.hook}
 }

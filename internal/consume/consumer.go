@@ -85,6 +85,8 @@ type Consumer struct {
 
 	count *semaphore.Weighted
 	bytes *semaphore.Weighted
+	// handed counts the records handed to the Handler and not yet done.
+	handed atomic.Int64
 
 	mu    sync.Mutex
 	parts map[string]map[int32]*partition
@@ -158,35 +160,35 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 
 	c.log.Info("consuming", "topics", c.cfg.Topics, "group", c.cfg.Group)
+	var backoff time.Duration
 	for {
 		if err := c.waitForRoom(ctx); err != nil {
 			return nil
 		}
-		fetches := c.cl.PollRecords(ctx, 1000)
+		fetches := c.cl.PollRecords(ctx, c.room())
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			c.cl.AllowRebalance()
 			return nil
 		}
-		var recs []*kgo.Record
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if p.Err != nil {
-				c.fetchError(p)
-				return
-			}
-			c.cfg.Observer.HighWatermark(p.Topic, p.Partition, p.HighWatermark)
-			for _, r := range p.Records {
-				if c.track(r) {
-					recs = append(recs, r)
-				}
-			}
-			if part := c.partition(p.Topic, p.Partition); part != nil {
-				part.setEnd(p.HighWatermark)
-			}
-		})
+		recs, failed := c.register(fetches)
 		// Every polled record is registered: a rebalance may run from here
 		// on, and a revoke sees all records it has to wait for.
 		c.cl.AllowRebalance()
 		c.cfg.Observer.Polled(len(recs))
+
+		// A fetch error comes back at once on every poll until its cause
+		// goes away, so a poll that brought only errors waits before the
+		// next, instead of spinning.
+		if failed && len(recs) == 0 {
+			backoff = min(max(2*backoff, minFetchBackoff), maxFetchBackoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
 
 		for _, r := range recs {
 			if err := c.handle(ctx, r); err != nil {
@@ -194,6 +196,41 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// Bounds of the wait between polls that bring only fetch errors.
+const (
+	minFetchBackoff = 100 * time.Millisecond
+	maxFetchBackoff = 5 * time.Second
+)
+
+// register tracks the polled records of assigned partitions and returns
+// them, and whether any partition reported a fetch error.
+func (c *Consumer) register(fetches kgo.Fetches) (recs []*kgo.Record, failed bool) {
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if p.Err != nil {
+			failed = c.fetchError(p) || failed
+			return
+		}
+		c.cfg.Observer.HighWatermark(p.Topic, p.Partition, p.HighWatermark)
+		for _, r := range p.Records {
+			if c.track(r) {
+				recs = append(recs, r)
+			}
+		}
+		if part := c.partition(p.Topic, p.Partition); part != nil {
+			part.setEnd(p.HighWatermark)
+		}
+	})
+	return recs, failed
+}
+
+// room returns how many records may be polled now: the free places under
+// MaxInFlight, and at least one, because waitForRoom saw a free place.
+// Polling no more than that keeps records that wait for the Handler out of
+// memory, where only the fetch buffer bounds them.
+func (c *Consumer) room() int {
+	return max(1, c.cfg.MaxInFlight-int(c.handed.Load()))
 }
 
 // waitForRoom blocks while the in-flight limit is reached or Hold says so.
@@ -233,12 +270,14 @@ func (c *Consumer) handle(ctx context.Context, r *kgo.Record) error {
 		c.count.Release(1)
 		return err
 	}
+	c.handed.Add(1)
 	var once sync.Once
 	c.handler.Handle(r, func(resolved bool) {
 		once.Do(func() {
 			if resolved {
 				p.resolve(r.Offset)
 			}
+			c.handed.Add(-1)
 			c.bytes.Release(size)
 			c.count.Release(1)
 		})
@@ -259,11 +298,17 @@ func (c *Consumer) partition(topic string, part int32) *partition {
 	return c.parts[topic][part]
 }
 
-func (c *Consumer) fetchError(p kgo.FetchTopicPartition) {
+// fetchError logs a failed fetch and marks its partition, and reports
+// whether it was a failure rather than a shutdown.
+func (c *Consumer) fetchError(p kgo.FetchTopicPartition) bool {
 	if errors.Is(p.Err, context.Canceled) {
-		return
+		return false
+	}
+	if part := c.partition(p.Topic, p.Partition); part != nil {
+		part.fetchFailed(time.Now())
 	}
 	c.log.Warn("fetching failed", "err", p.Err, "topic", p.Topic, "partition", p.Partition)
+	return true
 }
 
 // Drain waits until every record handed to the Handler is done, or ctx

@@ -3,6 +3,7 @@ package consume
 import (
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -32,6 +33,11 @@ type partition struct {
 	// revoked is set once the partition is revoked or lost. Resolutions
 	// that arrive later change nothing.
 	revoked bool
+	// fetchFailedAt is the time of the last failed fetch, or zero. A
+	// partition that keeps failing counts as waiting, so that liveness
+	// fails for a fault that only a restart clears, such as a topic that
+	// was deleted and created again under a new id.
+	fetchFailedAt time.Time
 }
 
 type entry struct {
@@ -86,7 +92,23 @@ func (p *partition) backlog(start int64) int64 {
 	if next >= 0 && p.end > next {
 		n += p.end - next
 	}
+	if n == 0 && !p.fetchFailedAt.IsZero() && time.Since(p.fetchFailedAt) < fetchFailureMemory {
+		n = 1
+	}
 	return n
+}
+
+// fetchFailureMemory is how long after a failed fetch a partition counts
+// as waiting. The poll loop retries a failing fetch at least every
+// maxFetchBackoff, so a persistent failure keeps the partition waiting,
+// and a transient one is forgotten soon after it stops.
+const fetchFailureMemory = 3 * maxFetchBackoff
+
+// fetchFailed records a failed fetch.
+func (p *partition) fetchFailed(at time.Time) {
+	p.mu.Lock()
+	p.fetchFailedAt = at
+	p.mu.Unlock()
 }
 
 // resolve marks the record at offset resolved and drops the resolved
