@@ -14,7 +14,9 @@
 #              prometheus-operator CRDs
 #   apiserver  kube-apiserver and etcd on 127.0.0.1, a namespace that enforces
 #              Pod Security "restricted", kubectl apply --dry-run=server
-#              --validate=strict, then helm install, upgrade and uninstall
+#              --validate=strict, the enricher's configuration parser on each
+#              Deployment's environment (envcheck), then helm install,
+#              upgrade and uninstall
 #
 # Usage, from the repository root: deploy/helm/test.sh [stage ...]
 # With no stage it runs all four. Tools are installed once into
@@ -25,8 +27,8 @@ readonly HELM_VERSION=v4.3.2
 readonly KUBECONFORM_VERSION=v0.8.0
 # The API server, kubectl and the core schemas all come from this release.
 readonly KUBERNETES_VERSION=1.36.3
-# KEDA v2.21 needs Go 1.27; v2.20.2 has the same ScaledObject and
-# TriggerAuthentication CRDs.
+# The KEDA CRDs come from this release. The go.mod of v2.21 declares Go
+# 1.27.4, newer than this repository's toolchain.
 readonly KEDA_VERSION=v2.20.2
 # The newest version of the root module that the Go module proxy serves.
 readonly PROMETHEUS_OPERATOR_VERSION=v0.85.0
@@ -47,10 +49,13 @@ WORK=$(mktemp -d)
 readonly WORK
 PIDS=()
 
+# cleanup kills the test cluster and removes the scratch directory. It
+# sends SIGKILL, because a kube-apiserver whose etcd is gone can take many
+# minutes to finish a graceful shutdown, and the cluster keeps no state.
 cleanup() {
 	local pid
 	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
+		kill -KILL "$pid" 2>/dev/null || true
 	done
 	for pid in "${PIDS[@]}"; do
 		wait "$pid" 2>/dev/null || true
@@ -70,6 +75,31 @@ log() {
 
 # --- tools -----------------------------------------------------------------
 
+# install_packages takes COMMAND:PACKAGE pairs and installs the Debian
+# packages of the commands that the machine lacks.
+install_packages() {
+	local missing=() pair
+	for pair in "$@"; do
+		command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+	done
+	((${#missing[@]} > 0)) || return 0
+	[[ $(id -u) -eq 0 ]] || fail "missing commands: run apt-get install ${missing[*]} as root"
+	log "installing Debian packages: ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# quiet runs a command with its output in $WORK/quiet.log, which it shows
+# only when the command fails, so that a cold module cache does not fill
+# the log with download lines.
+quiet() {
+	"$@" >"$WORK/quiet.log" 2>&1 || {
+		local status=$?
+		cat "$WORK/quiet.log" >&2
+		return "$status"
+	}
+}
+
 # go_install installs a Go command into $TOOLS/NAME-VERSION/ unless it is
 # already there, and prints the path of the binary.
 go_install() {
@@ -78,7 +108,7 @@ go_install() {
 	if [[ ! -x "$dir/$name" ]]; then
 		echo "  installing $package@$version" >&2
 		mkdir -p "$dir"
-		GOBIN="$dir" GOFLAGS=-buildvcs=false nice -n 19 go install "$package@$version" >&2
+		GOBIN="$dir" GOFLAGS=-buildvcs=false quiet nice -n 19 go install "$package@$version"
 	fi
 	echo "$dir/$name"
 }
@@ -87,8 +117,8 @@ go_install() {
 # directory.
 module_dir() {
 	local dir
-	dir=$(cd "$WORK" && GOFLAGS='' go mod download -json "$1@$2" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-	[[ -n "$dir" && -d "$dir" ]] || fail "downloading Go module $1@$2 failed"
+	dir=$(cd "$WORK" && GOFLAGS='' go mod download -json "$1@$2" 2>"$WORK/download.log" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	[[ -n "$dir" && -d "$dir" ]] || { cat "$WORK/download.log" >&2; fail "downloading Go module $1@$2 failed"; }
 	echo "$dir"
 }
 
@@ -131,7 +161,7 @@ build_kubernetes() {
 	done
 	mkdir -p "$out.tmp"
 	(cd "$src" && GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 \
-		nice -n 19 go build -trimpath -ldflags "$ldflags" -o "$out.tmp/" \
+		quiet nice -n 19 go build -trimpath -ldflags "$ldflags" -o "$out.tmp/" \
 		./cmd/kube-apiserver ./cmd/kubectl)
 	rm -rf "$out" "$src"
 	mv "$out.tmp" "$out"
@@ -145,11 +175,14 @@ stage_binary() {
 	grep -q '\./cmd/enricher' "$ROOT/Dockerfile" || fail "Dockerfile does not build ./cmd/enricher"
 
 	# The same command as the Dockerfile's build stage.
-	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$WORK/enricher" ./cmd/enricher
+	CGO_ENABLED=0 quiet go build -trimpath -ldflags="-s -w" -o "$WORK/enricher" ./cmd/enricher
 	go version -m "$WORK/enricher" | grep -q 'CGO_ENABLED=0' || fail "the binary was not built with CGO_ENABLED=0"
-	if command -v readelf >/dev/null && readelf -l "$WORK/enricher" | grep -q 'interpreter'; then
+	install_packages readelf:binutils
+	local headers
+	headers=$(readelf -lW "$WORK/enricher")
+	grep -q 'LOAD' <<<"$headers" || fail "readelf found no program headers in the binary"
+	! grep -qE 'INTERP|DYNAMIC' <<<"$headers" ||
 		fail "the binary is dynamically linked, so it cannot run on a distroless static image"
-	fi
 	log "built a static binary ($(du -h "$WORK/enricher" | cut -f1))"
 
 	local output status=0
@@ -333,20 +366,6 @@ free_ports() {
 	fail "found no $count free ports on 127.0.0.1"
 }
 
-# install_packages installs the Debian packages of the commands that the
-# apiserver stage needs and the machine lacks.
-install_packages() {
-	local missing=() pair
-	for pair in etcd:etcd-server ss:iproute2 openssl:openssl; do
-		command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
-	done
-	((${#missing[@]} > 0)) || return 0
-	[[ $(id -u) -eq 0 ]] || fail "missing commands: run apt-get install ${missing[*]} as root"
-	log "installing Debian packages: ${missing[*]}"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 # check_running fails with the end of LOG when the process PID has exited.
 check_running() {
 	local name=$1 pid=$2 log=$3
@@ -451,7 +470,7 @@ stage_apiserver() {
 	build_kubernetes
 	KUBE="$TOOLS/kubernetes-v$KUBERNETES_VERSION"
 	KUBECTL="$KUBE/kubectl"
-	install_packages
+	install_packages etcd:etcd-server ss:iproute2 openssl:openssl
 	start_apiserver
 
 	local keda promop crd
@@ -485,7 +504,7 @@ stage_apiserver() {
 	log "namespace $NAMESPACE enforces Pod Security restricted"
 
 	"$KUBECTL" -n "$NAMESPACE" apply -f "$CHART/ci/fixtures/external-objects.yaml" >/dev/null
-	go build -o "$WORK/envcheck" ./deploy/helm/envcheck
+	quiet go build -o "$WORK/envcheck" ./deploy/helm/envcheck
 
 	local values name
 	for values in "$WORK"/rendered/*.yaml; do
