@@ -56,6 +56,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
+	ln, err := listenHTTP(cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		// Serving takes the listener over; this closes it on an early
+		// return before that.
+		defer ln.Close()
+	}
 	// Each run has its own registry, so that runs in one process (tests)
 	// do not collide.
 	reg := newRegistry()
@@ -130,7 +139,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		},
 	})
 
-	srv := startHTTP(cfg.HTTPAddr, log, reg, newHealth(cons, ready, prog, log))
+	srv := startHTTP(ln, log, reg, newHealth(cons, ready, prog, log))
 	stopCheck := startKafkaCheck(ctx, cfg, connOpts, log)
 	defer stopCheck()
 	stopEnds := watchEndOffsets(ctx, cons, obs, cfg.Kafka.Topics, endOffsetsInterval(cfg.ProgressTimeout), log)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/llm-enricher/enricher/internal/config"
 	"github.com/llm-enricher/enricher/internal/consume"
 )
 
@@ -77,9 +79,22 @@ func serveCheck(w http.ResponseWriter, err error) {
 	w.Write([]byte("ok\n"))
 }
 
-// startHTTP serves metrics and health on addr; an empty addr serves nothing.
-func startHTTP(addr string, log *slog.Logger, reg *prometheus.Registry, h *health) *http.Server {
+// listenHTTP opens the listener of the metrics and health server, so that
+// a bad or busy address fails the start. An empty addr returns nil.
+func listenHTTP(addr string) (net.Listener, error) {
 	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%sHTTP_ADDR: serving metrics and health: %w", config.Prefix, err)
+	}
+	return ln, nil
+}
+
+// startHTTP serves metrics and health on ln; a nil ln serves nothing.
+func startHTTP(ln net.Listener, log *slog.Logger, reg *prometheus.Registry, h *health) *http.Server {
+	if ln == nil {
 		return nil
 	}
 	mux := http.NewServeMux()
@@ -87,11 +102,6 @@ func startHTTP(addr string, log *slog.Logger, reg *prometheus.Registry, h *healt
 	mux.HandleFunc("/readyz", h.serveReady)
 	mux.HandleFunc("/healthz", h.serveLive)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		log.Error("HTTP server not started; metrics and health are unavailable", "err", err, "addr", addr)
-		return nil
-	}
 	log.Info("serving metrics and health", "addr", ln.Addr().String())
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

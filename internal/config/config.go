@@ -20,9 +20,12 @@ import (
 	"github.com/llm-enricher/enricher/internal/kafkaconn"
 )
 
-// DefaultHTTPAddr is the listen address of the HTTP server when
-// ENRICHER_HTTP_ADDR is unset.
-const DefaultHTTPAddr = ":8080"
+// Listen addresses of the HTTP server when ENRICHER_HTTP_ADDR is unset. The
+// embedded mode, a local trial, serves on loopback only.
+const (
+	DefaultHTTPAddr         = ":8080"
+	DefaultEmbeddedHTTPAddr = "127.0.0.1:8080"
+)
 
 // Prefix is the prefix of every variable.
 const Prefix = "ENRICHER_"
@@ -174,16 +177,64 @@ func Load() (Config, error) {
 // Parse is Load on the given environment, a map from variable to value.
 func Parse(environ map[string]string) (Config, error) {
 	var c Config
-	if err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix, Environment: environ}); err != nil {
-		return c, nameParseErrors(err)
-	}
+	// env parses every field it can before it reports the ones it cannot,
+	// so the rest are still validated and every problem is reported.
+	parseErr := env.ParseWithOptions(&c, env.Options{Prefix: Prefix, Environment: environ})
 	// env applies envDefault to a variable set to "", too, so this default
 	// is applied here, where an empty value can still mean "off".
 	if _, set := environ[Prefix+"HTTP_ADDR"]; !set {
 		c.HTTPAddr = DefaultHTTPAddr
+		if c.Embedded {
+			c.HTTPAddr = DefaultEmbeddedHTTPAddr
+		}
 	}
 	c.applyDefaults()
-	return c, c.Validate()
+	if parseErr == nil {
+		return c, c.Validate()
+	}
+	parseErr = nameParseErrors(parseErr)
+	return c, errors.Join(parseErr, withoutVariables(c.Validate(), failedVariables(parseErr)))
+}
+
+// failedVariables returns the variables that err names at the start of a
+// message, as nameParseErrors writes them.
+func failedVariables(err error) map[string]bool {
+	names := make(map[string]bool)
+	for _, e := range flatten(err) {
+		if name, _, ok := strings.Cut(e.Error(), ":"); ok && strings.HasPrefix(name, Prefix) {
+			names[name] = true
+		}
+	}
+	return names
+}
+
+// withoutVariables drops the errors about the variables in names: a value
+// that did not parse would also fail validation, as a zero value.
+func withoutVariables(err error, names map[string]bool) error {
+	var keep []error
+	for _, e := range flatten(err) {
+		name, _, _ := strings.Cut(e.Error(), ":")
+		if !names[name] {
+			keep = append(keep, e)
+		}
+	}
+	return errors.Join(keep...)
+}
+
+// flatten returns the errors joined in err, recursively.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range joined.Unwrap() {
+		out = append(out, flatten(e)...)
+	}
+	return out
 }
 
 func (c *Config) applyDefaults() {
@@ -266,6 +317,16 @@ func (c *Config) Validate() error {
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		add("LOG_LEVEL", "%v", err)
 	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			add("HTTP_ADDR", "invalid address %q: want host:port, such as :8080, or empty to disable", c.HTTPAddr)
+		}
+	}
+	if c.Embedded {
+		if host, _, err := net.SplitHostPort(c.EmbeddedAddr); err != nil || host != "127.0.0.1" {
+			add("EMBEDDED_ADDR", "invalid address %q: want 127.0.0.1:port, because the embedded broker serves this machine only", c.EmbeddedAddr)
+		}
+	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		add("LOG_FORMAT", "invalid format %q: want json or text", c.LogFormat)
 	}
@@ -289,7 +350,9 @@ func (c *Config) validateSink() []error {
 		add("POSTHOG_API_KEY", "required with the posthog sink, and must not be empty")
 	}
 	if u, err := url.Parse(c.PostHog.Host); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		add("POSTHOG_HOST", "invalid URL %q: want https://host", c.PostHog.Host)
+		add("POSTHOG_HOST", "invalid URL %q: want https://host", redactURL(c.PostHog.Host))
+	} else if u.User != nil {
+		add("POSTHOG_HOST", "%q contains credentials: remove them, because the API key authenticates and the host is logged", u.Redacted())
 	}
 	if c.PostHog.BatchSize <= 0 {
 		add("POSTHOG_BATCH_SIZE", "must be positive")
@@ -301,6 +364,23 @@ func (c *Config) validateSink() []error {
 		add("POSTHOG_FLUSH_INTERVAL", "must be a positive duration, such as 1s")
 	}
 	return errs
+}
+
+// redactURL returns s with any user information replaced, also when s does
+// not parse as a URL, so that a password in it is never printed.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
+	}
+	scheme, _, found := strings.Cut(s[:at], "://")
+	if !found {
+		return "[REDACTED]" + s[at:]
+	}
+	return scheme + "://[REDACTED]" + s[at:]
 }
 
 // ParseLevel parses a log level name.
