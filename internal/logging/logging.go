@@ -18,12 +18,21 @@ const Window = 10 * time.Second
 // drops records below level. Warnings and errors are collapsed as
 // Collapse describes.
 func New(w io.Writer, format string, level slog.Level) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationText}
 	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if format == "text" {
 		h = slog.NewTextHandler(w, opts)
 	}
 	return slog.New(Collapse(h, Window, nil))
+}
+
+// durationText writes durations as text such as "1.5s". The JSON handler
+// would write them as integer nanoseconds.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 // maxKeys bounds the repeats remembered; past it, expired ones are

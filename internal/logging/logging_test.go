@@ -87,3 +87,15 @@ func TestNewTextFormat(t *testing.T) {
 		t.Errorf("Info line written at level warn: %q", buf.String())
 	}
 }
+
+func TestNewWritesDurationsAsText(t *testing.T) {
+	var buf bytes.Buffer
+	New(&buf, "json", slog.LevelInfo).Info("retrying", "retry_in", 1500*time.Millisecond)
+	got := lines(t, &buf)
+	if len(got) != 1 {
+		t.Fatalf("%d lines, want 1", len(got))
+	}
+	if got[0]["retry_in"] != "1.5s" {
+		t.Errorf("retry_in = %v, want \"1.5s\"", got[0]["retry_in"])
+	}
+}
