@@ -162,6 +162,7 @@ applies.
 {{- $_ = set $env "ENRICHER_POSTHOG_HOST" $v.posthog.host }}
 {{- $_ = set $env "ENRICHER_POSTHOG_GZIP" (toString $v.posthog.gzip) }}
 {{- $_ = set $env "ENRICHER_POSTHOG_BATCH_SIZE" (int64 $v.posthog.batchSize | toString) }}
+{{- $_ = set $env "ENRICHER_POSTHOG_CLIENTS" (int64 $v.posthog.clients | toString) }}
 {{- $_ = set $env "ENRICHER_POSTHOG_FLUSH_INTERVAL" $v.posthog.flushInterval }}
 {{- if or $v.posthog.ca.configMapName $v.posthog.ca.secretName }}
 {{- $path := printf "%s/%s" (include "enricher.posthogCADir" .) $v.posthog.ca.key }}
