@@ -20,7 +20,7 @@ func TestMain(m *testing.M) {
 }
 
 // TestRunSmallEnricher runs the enricher configuration and the memory run
-// over a few thousand records, and checks that every measurement came
+// over a thousand records, and checks that every measurement came
 // back and reaches the docs and the chart.
 func TestRunSmallEnricher(t *testing.T) {
 	if testing.Short() {
@@ -29,8 +29,8 @@ func TestRunSmallEnricher(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, Options{
-		Records: 3000, Backlog: 3000, Partitions: 2,
-		LatencyDuration: time.Second, MemoryDuration: 2 * time.Second, CaptureDelay: 200 * time.Millisecond,
+		Records: 1000, Backlog: 1000, Partitions: 1,
+		LatencyDuration: time.Second, MemoryDuration: 1500 * time.Millisecond, CaptureDelay: 100 * time.Millisecond,
 		Only: []string{ConfigEnricher, "memory"},
 	})
 	if err != nil {

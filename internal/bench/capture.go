@@ -25,8 +25,8 @@ const (
 type CaptureConfig struct {
 	// APIKey is the one key the server accepts.
 	APIKey string
-	// MaxEvents bounds the events accepted over the server's life. Past it
-	// every request gets 503.
+	// MaxEvents bounds the events accepted over the server's life, Reset
+	// or not. Past it every request gets 503.
 	MaxEvents int64
 	// Lifetime bounds how long the server runs; it closes itself then.
 	Lifetime time.Duration
@@ -48,6 +48,7 @@ type Capture struct {
 	srv      *http.Server
 	keyField []byte
 	events   atomic.Int64
+	total    atomic.Int64
 	delay    atomic.Int64 // nanoseconds before each response
 
 	mu        sync.Mutex
@@ -164,7 +165,8 @@ func (c *Capture) capture(body []byte, arrived time.Time) (int, string) {
 		return http.StatusBadRequest, "empty_batch"
 	}
 	n := int64(bytes.Count(body, uuidKey))
-	if c.events.Load()+n > c.cfg.MaxEvents {
+	if c.total.Add(n) > c.cfg.MaxEvents {
+		c.total.Add(-n)
 		return http.StatusServiceUnavailable, "bench_limit"
 	}
 	c.recordLatencies(body, arrived)
