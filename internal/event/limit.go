@@ -1,70 +1,52 @@
 package event
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
-	"strings"
-	"time"
+	"slices"
+	"strconv"
 	"unicode/utf8"
 )
 
 // MaxBytes is the size budget of one serialised event. posthog-go v1.27.0
-// rejects a message over 500,000 bytes before sending it; the budget leaves
-// room for the properties that posthog-go adds itself ($lib, $os and the
-// like).
+// rejects a message over 500,000 bytes before sending it. The budget leaves
+// room for the fields and properties that posthog-go adds itself ($lib, $os
+// and the like).
 const MaxBytes = 500_000 - 8_192
 
 // ErrTooLarge marks an event that cannot be made to fit MaxBytes.
 var ErrTooLarge = errors.New("event too large")
 
-// minTruncate is the shortest string that Fit shortens. Below it, cutting
-// more text removes too little to matter.
+// minTruncate is the encoded length of the shortest string that Fit cuts.
+// Below it, cutting removes too little to matter.
 const minTruncate = 256
+
+// maxRounds bounds the shrink-and-measure rounds of Fit. It takes one round
+// to replace media, one to cut text, and one more when the common cut
+// length fell below the length of the truncation marker.
+const maxRounds = 4
+
+// mediaProps are the properties whose base64 media Fit replaces.
+var mediaProps = []string{"$ai_input", "$ai_output_choices"}
 
 // dataURL matches base64 media embedded as a data URL.
 var dataURL = regexp.MustCompile(`^data:([a-zA-Z0-9.+/-]*)(;[^,]*)?;base64,`)
 
-// Size returns the length of the event serialised as a /batch/ API event.
-func (ev *Event) Size() (int, error) {
-	b, err := json.Marshal(wire{
-		UUID:       ev.UUID,
-		Event:      ev.Name,
-		DistinctID: ev.DistinctID,
-		Timestamp:  ev.Timestamp,
-		Properties: ev.Properties,
-	})
-	return len(b), err
-}
-
-type wire struct {
-	UUID       string         `json:"uuid"`
-	Event      string         `json:"event"`
-	DistinctID string         `json:"distinct_id"`
-	Timestamp  time.Time      `json:"timestamp"`
-	Properties map[string]any `json:"properties"`
-}
-
-// MarshalJSON encodes the event as a /batch/ API event.
-func (ev *Event) MarshalJSON() ([]byte, error) {
-	return json.Marshal(wire{
-		UUID:       ev.UUID,
-		Event:      ev.Name,
-		DistinctID: ev.DistinctID,
-		Timestamp:  ev.Timestamp,
-		Properties: ev.Properties,
-	})
-}
-
-// Fit shrinks an event whose serialised size exceeds maxBytes. It first
-// replaces base64 media with a short placeholder, then truncates the longest
-// strings, those in $ai_input and $ai_output_choices before any other, each
-// on a UTF-8 character boundary. It sets PropTruncated when it changed
-// anything, and returns an error wrapping ErrTooLarge when the event still
-// does not fit.
+// Fit shrinks an event whose serialised size (see Size) exceeds maxBytes.
+// It finds the longest common length at which the event would fit if every
+// string over that length were cut to it. Base64 media in mediaProps over
+// that length is replaced with a short placeholder, the largest first. If
+// the event is still too large, the strings over the common length, found
+// again, are cut to it on a UTF-8 character boundary. A string under the
+// common length is left whole, so a short field is never cut because
+// another field is long. Fit sets PropTruncated when it changed anything,
+// and returns an error wrapping ErrTooLarge when the event still does not
+// fit.
 func Fit(ev *Event, maxBytes int) error {
-	if roughMax(ev.Properties) <= maxBytes {
+	if roughEventMax(ev) <= maxBytes {
 		return nil
 	}
 	size, err := ev.Size()
@@ -74,30 +56,50 @@ func Fit(ev *Event, maxBytes int) error {
 	if size <= maxBytes {
 		return nil
 	}
-
-	decodeRaw(ev.Properties)
-	ev.Properties[PropTruncated] = true
-	stripMedia(ev.Properties)
-	defer unbox(ev.Properties)
-	for _, scope := range [][]string{{"$ai_input", "$ai_output_choices"}, nil} {
-		for {
-			if size, err = ev.Size(); err != nil {
-				return fmt.Errorf("measuring event: %w", err)
-			}
-			if size <= maxBytes {
-				return nil
-			}
-			if !truncateLongest(ev.Properties, scope, size-maxBytes) {
-				break
-			}
-		}
-	}
-	return fmt.Errorf("%w: %d bytes after truncation, limit %d", ErrTooLarge, size, maxBytes)
+	return shrink(ev, maxBytes)
 }
 
-// roughMax is an upper bound of the serialised size of the properties,
-// cheap enough to run on every event. JSON escaping grows a byte to at most
-// six ("\u003c").
+// shrink makes an event that is over maxBytes fit, as Fit describes.
+func shrink(ev *Event, maxBytes int) error {
+	// NOTE: rules and lookups may put the same map or slice into many
+	// events, so Fit edits copies of them and never the originals.
+	for k, v := range ev.Properties {
+		ev.Properties[k] = cloneContainers(v)
+	}
+	decodeRaw(ev.Properties)
+	ev.Properties[PropTruncated] = true
+	size, err := ev.Size()
+	if err != nil {
+		return fmt.Errorf("measuring event: %w", err)
+	}
+	if size <= maxBytes {
+		// Decoded strings can encode shorter than their raw JSON, which
+		// may spell "é" as \u00e9.
+		delete(ev.Properties, PropTruncated)
+		return nil
+	}
+
+	for round := 0; size > maxBytes; round++ {
+		if round == maxRounds || !shrinkLongest(ev.Properties, size-maxBytes) {
+			return fmt.Errorf("%w: %d bytes after truncation, limit %d",
+				ErrTooLarge, size, maxBytes)
+		}
+		if size, err = ev.Size(); err != nil {
+			return fmt.Errorf("measuring event: %w", err)
+		}
+	}
+	return nil
+}
+
+// roughEventMax is an upper bound of the serialised size of the event,
+// cheap enough to run on every event.
+func roughEventMax(ev *Event) int {
+	return roughMax(ev.Properties) + 6*(len(ev.UUID)+len(ev.Name)+len(ev.DistinctID))
+}
+
+// roughMax is an upper bound of the serialised size of the properties, plus
+// 1 KiB for the rest of a small event. JSON escaping grows a byte to at
+// most six ("\u003c").
 func roughMax(p map[string]any) int {
 	n := 1024
 	for k, v := range p {
@@ -133,161 +135,199 @@ func roughValueMax(v any) int {
 	return unknown
 }
 
-// decodeRaw replaces raw JSON property values with decoded ones, so that
-// their strings can be edited.
+// decodeRaw replaces the raw JSON property values that may hold a string
+// long enough to cut with decoded ones, so that their strings can be
+// edited. Numbers decode as json.Number, so that they encode unchanged.
 func decodeRaw(p map[string]any) {
 	for k, v := range p {
 		raw, ok := v.(json.RawMessage)
-		if !ok {
+		if !ok || len(raw) < minTruncate {
 			continue
 		}
-		var dec any
-		if json.Unmarshal(raw, &dec) == nil {
-			p[k] = dec
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var val any
+		if dec.Decode(&val) == nil {
+			p[k] = val
 		}
 	}
 }
 
-// stripMedia replaces every base64 media string in v with a placeholder.
-func stripMedia(v any) any {
-	switch v := v.(type) {
+// cloneContainers returns a copy of v in which every map[string]any and
+// []any is new. Other values are shared with v.
+func cloneContainers(v any) any {
+	switch t := v.(type) {
 	case map[string]any:
-		for k, e := range v {
-			v[k] = stripMedia(e)
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[k] = cloneContainers(e)
 		}
+		return m
 	case []any:
-		for i, e := range v {
-			v[i] = stripMedia(e)
+		a := make([]any, len(t))
+		for i, e := range t {
+			a[i] = cloneContainers(e)
 		}
-	case string:
-		if m := dataURL.FindStringSubmatch(v); m != nil {
-			return fmt.Sprintf("[base64 %s removed, %d bytes]", orDefault(m[1], "media"), len(v))
-		}
-		if isBareBase64(v) {
-			return fmt.Sprintf("[base64 media removed, %d bytes]", len(v))
-		}
+		return a
 	}
 	return v
 }
 
-// isBareBase64 reports whether s looks like base64 media without a data URL
-// prefix: long, and made only of the base64 alphabet. Prose always has
-// spaces or punctuation outside it.
-func isBareBase64(s string) bool {
-	if len(s) < 4096 {
+// shrinkLongest shrinks the strings of at least minTruncate encoded bytes
+// in the properties so that the encoding shrinks by at least excess bytes.
+// It finds the longest common length that saves enough when every string
+// over it is cut to it. If base64 media in mediaProps is over that length,
+// it replaces that media with a placeholder, the largest first, and cuts
+// nothing else, because a placeholder may save more than the cut would.
+// Otherwise it cuts every string over the length to it. shrinkLongest
+// returns false when cutting all strings cannot save enough.
+func shrinkLongest(p map[string]any, excess int) bool {
+	var long []slot
+	for k, v := range p {
+		long = appendSlots(long, v, slot{m: p, key: k, prop: k}, minTruncate)
+	}
+	slices.SortFunc(long, func(a, b slot) int { return b.enc - a.enc })
+	level, ok := cutLevel(long, excess)
+	if !ok {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' || c == '\n' || c == '\r') {
-			return false
+
+	var over []slot
+	for _, s := range long {
+		if s.enc > level {
+			over = append(over, s)
 		}
+	}
+	if replaceMedia(over, excess) > 0 {
+		return true
+	}
+	for _, s := range over {
+		s.set(truncate(s.s, level))
 	}
 	return true
 }
 
-// truncateLongest shortens the longest string in the properties named by
-// scope (all properties when scope is nil) by at least excess bytes. It
-// returns false when no string is long enough to cut.
-func truncateLongest(p map[string]any, scope []string, excess int) bool {
-	var best *string
-	visit := func(s *string) {
-		if len(*s) >= minTruncate && (best == nil || len(*s) > len(*best)) {
-			best = s
+// replaceMedia replaces the base64 media in mediaProps among slots, sorted
+// longest first, with a placeholder, until the encoding has shrunk by at
+// least excess bytes. It returns the bytes saved.
+func replaceMedia(slots []slot, excess int) int {
+	saved := 0
+	for _, s := range slots {
+		if saved >= excess {
+			break
+		}
+		if !slices.Contains(mediaProps, s.prop) {
+			continue
+		}
+		m := dataURL.FindStringSubmatch(s.s)
+		if m == nil {
+			continue
+		}
+		kind := m[1]
+		if kind == "" {
+			kind = "media"
+		}
+		placeholder := fmt.Sprintf("[base64 %s removed, %d bytes]", kind, len(s.s))
+		if gain := s.enc - escapedLen(placeholder); gain > 0 {
+			s.set(placeholder)
+			saved += gain
 		}
 	}
-	if scope == nil {
-		for k, v := range p {
-			p[k] = walkStrings(v, visit)
+	return saved
+}
+
+// cutLevel returns the largest length L such that cutting every string of
+// long, sorted by encoded length, longest first, down to L saves at least
+// excess bytes. It returns false when even L = 0 saves too little.
+func cutLevel(long []slot, excess int) (int, bool) {
+	sum := 0
+	for i, s := range long {
+		sum += s.enc
+		if sum < excess {
+			continue
 		}
+		// Cutting the i+1 longest strings to level saves sum - (i+1)*level
+		// bytes, or a few more because each cut ends on a character.
+		level := (sum - excess) / (i + 1)
+		next := 0
+		if i+1 < len(long) {
+			next = long[i+1].enc
+		}
+		if level >= next {
+			return level, true
+		}
+	}
+	return 0, false
+}
+
+// truncate cuts s to its longest prefix that ends on a UTF-8 character
+// boundary and whose encoding, with a marker appended that gives the
+// number of bytes cut, takes at most maxEnc bytes. When maxEnc is too small for
+// the marker, only the marker is left.
+func truncate(s string, maxEnc int) string {
+	room := maxEnc - markerLen(len(s))
+	keep, n := 0, 0
+	for keep < len(s) {
+		r, size := rune(s[keep]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRuneInString(s[keep:])
+		}
+		w := escapedRuneLen(r, size)
+		if n+w > room {
+			break
+		}
+		n += w
+		keep += size
+	}
+	return s[:keep] + marker(len(s)-keep)
+}
+
+func marker(cut int) string { return " [truncated " + strconv.Itoa(cut) + " bytes]" }
+
+// markerLen returns the length of the longest marker for a string of n
+// bytes.
+func markerLen(n int) int { return len(marker(n)) }
+
+// slot is a string in the properties, with the map and key or the slice
+// and index that contain it, so that it can be replaced.
+type slot struct {
+	m    map[string]any
+	key  string
+	a    []any
+	i    int
+	prop string // the property that contains the string
+	s    string
+	enc  int // escapedLen(s)
+}
+
+func (s slot) set(v string) {
+	if s.m != nil {
+		s.m[s.key] = v
 	} else {
-		for _, k := range scope {
-			if v, ok := p[k]; ok {
-				p[k] = walkStrings(v, visit)
-			}
-		}
+		s.a[s.i] = v
 	}
-	if best == nil {
-		return false
-	}
-	*best = cut(*best, excess)
-	return true
 }
 
-// walkStrings calls visit with a pointer to every string in v, so that the
-// caller can replace it, and returns v with the pointed-to strings in
-// place.
-func walkStrings(v any, visit func(*string)) any {
+// appendSlots appends to slots the strings in v, found at, that take at
+// least minEnc bytes encoded. It looks into maps and slices of decoded JSON
+// and skips other types.
+func appendSlots(slots []slot, v any, at slot, minEnc int) []slot {
 	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			t[k] = walkStrings(e, visit)
-		}
-		return t
-	case []any:
-		for i, e := range t {
-			t[i] = walkStrings(e, visit)
-		}
-		return t
 	case string:
-		// A string in an interface is not addressable: box it, and unbox
-		// it after the caller may have changed it.
-		b := &boxed{s: t}
-		visit(&b.s)
-		return b
-	case *boxed:
-		visit(&t.s)
-		return t
-	}
-	return v
-}
-
-// unbox replaces the boxed strings that walkStrings left in v.
-func unbox(v any) any {
-	switch t := v.(type) {
+		if len(t)*6 < minEnc {
+			break
+		}
+		if at.s, at.enc = t, escapedLen(t); at.enc >= minEnc {
+			slots = append(slots, at)
+		}
 	case map[string]any:
 		for k, e := range t {
-			t[k] = unbox(e)
+			slots = appendSlots(slots, e, slot{m: t, key: k, prop: at.prop}, minEnc)
 		}
 	case []any:
 		for i, e := range t {
-			t[i] = unbox(e)
+			slots = appendSlots(slots, e, slot{a: t, i: i, prop: at.prop}, minEnc)
 		}
-	case *boxed:
-		return t.s
 	}
-	return v
-}
-
-// boxed holds a string that truncateLongest may still shorten. It encodes
-// as the plain string.
-type boxed struct{ s string }
-
-func (b *boxed) MarshalJSON() ([]byte, error) { return json.Marshal(b.s) }
-
-// cut removes at least excess bytes, plus room for the marker, from the end
-// of s, on a UTF-8 character boundary, and appends a marker that says how
-// much was cut.
-func cut(s string, excess int) string {
-	const markerRoom = 64
-	keep := len(s) - excess - markerRoom
-	if excess > len(s)/2 {
-		// JSON escaping may make the cut worth less than its byte count:
-		// cut deeper so that the loop in Fit converges quickly.
-		keep = len(s) - 2*excess - markerRoom
-	}
-	if keep < 0 {
-		keep = 0
-	}
-	for keep > 0 && !utf8.RuneStart(s[keep]) {
-		keep--
-	}
-	return s[:keep] + fmt.Sprintf(" [truncated %d bytes]", len(s)-keep)
-}
-
-func orDefault(s, def string) string {
-	if strings.TrimSpace(s) == "" {
-		return def
-	}
-	return s
+	return slots
 }
