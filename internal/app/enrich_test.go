@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,28 +26,9 @@ import (
 	"github.com/llm-enricher/enricher/internal/kafkatest"
 )
 
-// enrichLog collects what one enricher run logs, so that a test can check
-// that no secret appears in it.
-type enrichLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *enrichLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *enrichLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // startLogged runs an enricher with the harness environment plus extra,
 // logging at debug level into the returned log.
-func startLogged(h *harness, extra map[string]string) *enrichLog {
+func startLogged(h *harness, extra map[string]string) *lockedBuffer {
 	h.t.Helper()
 	environ := make(map[string]string, len(h.env)+len(extra))
 	for k, v := range h.env {
@@ -61,7 +41,7 @@ func startLogged(h *harness, extra map[string]string) *enrichLog {
 	if err != nil {
 		h.t.Fatalf("config: %v", err)
 	}
-	logs := &enrichLog{}
+	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter(h.t)), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{cancel: cancel, done: make(chan error, 1)}

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -121,26 +120,8 @@ func (k *secureKafka) readAll(t *testing.T, topicName string, n int) []*kgo.Reco
 	return out
 }
 
-// logBuffer collects every line the enricher logs.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // lines returns the logged lines that contain every one of substrings.
-func (b *logBuffer) lines(substrings ...string) []string {
+func (b *lockedBuffer) lines(substrings ...string) []string {
 	var out []string
 	for _, line := range strings.Split(b.String(), "\n") {
 		match := line != ""
@@ -158,8 +139,8 @@ func (b *logBuffer) lines(substrings ...string) []string {
 type service struct {
 	cancel context.CancelFunc
 	done   chan error
-	logs   *logBuffer
-	stdout *logBuffer
+	logs   *lockedBuffer
+	stdout *lockedBuffer
 }
 
 // startService parses environ as the process would and runs the
@@ -171,7 +152,7 @@ func startService(t *testing.T, environ map[string]string) *service {
 	if err != nil {
 		t.Fatalf("parsing the configuration: %v", err)
 	}
-	s := &service{done: make(chan error, 1), logs: &logBuffer{}, stdout: &logBuffer{}}
+	s := &service{done: make(chan error, 1), logs: &lockedBuffer{}, stdout: &lockedBuffer{}}
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(s.logs, testWriter(t)), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -958,7 +939,7 @@ func TestServiceAWSMSKIAM(t *testing.T) {
 // stops after the first ping.
 func TestKafkaCheckLogsLostConnection(t *testing.T) {
 	k := startSecureKafka(t, nil, nil)
-	logs := &logBuffer{}
+	logs := &lockedBuffer{}
 	check := &kafkaCheck{
 		ping:     k.client(t).Ping,
 		brokers:  []string{k.addr},
