@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -28,10 +29,17 @@ func TestRunSmallEnricher(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
+	var progress syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bench progress:\n%s", progress.String())
+		}
+	})
 	rep, err := Run(ctx, Options{
 		Records: 1000, Backlog: 1000, Partitions: 1,
 		LatencyDuration: time.Second, MemoryDuration: 1500 * time.Millisecond, CaptureDelay: 100 * time.Millisecond,
 		Only: []string{ConfigEnricher, "memory"},
+		Log:  &progress,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -75,4 +83,22 @@ func TestRunSmallEnricher(t *testing.T) {
 	if !bytes.HasPrefix(png, []byte("\x89PNG")) {
 		t.Errorf("chart is not a PNG: starts with %q", png[:min(8, len(png))])
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // latencyWarmup is the start of a latency run that is left out of the
-// percentiles, or a quarter of a shorter run: the child process starts
-// and joins its group meanwhile.
+// percentiles, or the first quarter of a run shorter than 12 s: the child
+// process starts and joins its group meanwhile.
 const latencyWarmup = 3 * time.Second
 
 // latency runs c again over a topic of its own, into which records are
@@ -21,7 +21,9 @@ const latencyWarmup = 3 * time.Second
 // event's batch at the capture server.
 func (b *bench) latency(ctx context.Context, c benchConfig, topic string, res *Result) {
 	rate := res.RecordsPerSec / 2
-	total := int(rate * b.opts.LatencyDuration.Seconds())
+	// A latency run produces no more records than a throughput run reads,
+	// which shortens it when the measured rate is high for its records.
+	total := min(int(rate*b.opts.LatencyDuration.Seconds()), b.opts.Records)
 	gen := NewGenerator(uint64(2 + b.runs))
 	recs := make([][]byte, total)
 	for i := range recs {
@@ -31,7 +33,7 @@ func (b *bench) latency(ctx context.Context, c benchConfig, topic string, res *R
 	spec := b.spec(c, topic)
 	spec.Target = int64(total)
 	spec.Timeout = b.opts.LatencyDuration + time.Minute
-	b.logf("%s: latency at %.0f records/s for %s", c.name, rate, b.opts.LatencyDuration)
+	b.logf("%s: latency at %.0f records/s for %.1fs", c.name, rate, float64(total)/rate)
 	b.capture.Reset()
 
 	type outcome struct {
@@ -56,7 +58,8 @@ func (b *bench) latency(ctx context.Context, c benchConfig, topic string, res *R
 	case failed > 0:
 		res.Err = "latency run: records failed to produce"
 	}
-	warmup := min(latencyWarmup, b.opts.LatencyDuration/4)
+	produced := time.Duration(float64(total) / rate * float64(time.Second))
+	warmup := min(latencyWarmup, produced/4)
 	lat := b.capture.Latencies(start.Add(warmup).UnixMicro())
 	if res.Err == "" && len(lat) == 0 {
 		res.Err = "latency run: no event arrived after the warm-up"

@@ -166,7 +166,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	// The capture server's bound is far above what the runs deliver: a
 	// latency run's count follows the measured rate, known only then.
-	maxEvents := int64(backlog) * 50
+	const maxEvents = 100_000_000
 	if b.capture, err = StartCapture(CaptureConfig{APIKey: apiKey, MaxEvents: maxEvents, Lifetime: lifetime}); err != nil {
 		return nil, err
 	}
