@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -86,7 +87,11 @@ func explainHandshakeEnd(err error) string {
 	if netErr, ok := errors.AsType[net.Error](err); ok {
 		timeout = netErr.Timeout()
 	}
-	if !errors.Is(err, io.EOF) && !errors.Is(err, context.DeadlineExceeded) && !timeout {
+	// A listener that closes the connection with the ClientHello still
+	// unread makes the kernel send a reset, so the client sees either EOF
+	// or a reset, depending on timing.
+	closed := errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+	if !closed && !errors.Is(err, context.DeadlineExceeded) && !timeout {
 		return ""
 	}
 	return fmt.Sprintf("the broker closed the connection or did not answer during the TLS handshake: check that %s names the brokers' TLS listener, or unset %s and the TLS files for a plaintext listener",
