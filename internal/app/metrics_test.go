@@ -127,7 +127,13 @@ func TestChartQueriesExportedMetrics(t *testing.T) {
 		"ENRICHER_RULES":     `[{"set":"tier","lookup":"users","field":"tier"}]`,
 	})
 	kafkatest.Eventually(t, 30*time.Second, "commit to the end", func() bool { return k.Committed(group, topic)[0] == 4 })
-	_, body := probe(addr, "/metrics")
+	// The broker stores a commit before the enricher reads the response
+	// and sets its gauge, so wait for the gauge too.
+	var body string
+	kafkatest.Eventually(t, 10*time.Second, "committed offset exported", func() bool {
+		_, body = probe(addr, "/metrics")
+		return strings.Contains(body, `enricher_committed_offset{partition="0",topic="`+topic+`"} 4`)
+	})
 
 	exported := make(map[string]bool)
 	for _, line := range strings.Split(body, "\n") {
