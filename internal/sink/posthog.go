@@ -315,10 +315,15 @@ func (s *PostHog) Close(ctx context.Context) error {
 		s.finish(p, ErrClosed)
 	}
 
-	var errs []error
-	for _, c := range slices.Concat(s.batched, []posthog.Client{s.single}) {
-		errs = append(errs, c.CloseWithContext(ctx))
+	// The clients flush side by side, so that each has until ctx ends
+	// rather than what the ones before it left.
+	clients := slices.Concat(s.batched, []posthog.Client{s.single})
+	errs := make([]error, len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Go(func() { errs[i] = c.CloseWithContext(ctx) })
 	}
+	wg.Wait()
 
 	// Whatever posthog-go did not report by now it never will.
 	s.mu.Lock()
