@@ -25,15 +25,3 @@ type Record interface {
 type Enricher interface {
 	Enrich(ctx context.Context, ev *event.Event, rec Record, done func())
 }
-
-// Static sets the same properties on every event, overriding values of the
-// same name.
-type Static map[string]string
-
-// Enrich implements Enricher.
-func (s Static) Enrich(_ context.Context, ev *event.Event, _ Record, done func()) {
-	for k, v := range s {
-		ev.Properties[k] = v
-	}
-	done()
-}
