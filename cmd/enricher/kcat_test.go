@@ -54,7 +54,7 @@ func kcatProduce(t *testing.T, broker, topic string, lines []string, extra ...st
 }
 
 // Records published with kcat become events under the uuids derived from
-// their ids; a record that is not JSON goes to the dead-letter topic with
+// their ids. A record that is not JSON goes to the dead-letter topic with
 // its bytes and the headers kcat set.
 func TestKcatRecordsDelivered(t *testing.T) {
 	kcatPath(t)
@@ -119,9 +119,9 @@ func TestKcatRecordsDelivered(t *testing.T) {
 	})
 }
 
-// The README's first command: the embedded mode starts a broker, publishes
-// the sample records and prints their events on stdout; kcat can publish
-// more to the same broker.
+// The embedded mode, the README's first command, starts a broker,
+// publishes the sample records and prints their events on stdout. kcat can
+// then publish more to the same broker.
 func TestEmbeddedDefault(t *testing.T) {
 	kcatPath(t)
 	addr := freeAddr(t)

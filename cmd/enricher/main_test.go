@@ -390,7 +390,7 @@ func TestSIGTERMDeliversInFlight(t *testing.T) {
 		n, delivered, took.Round(time.Millisecond))
 }
 
-// SIGTERM while PostHog accepts connections and never answers: the process
+// SIGTERM while PostHog accepts connections and never responds: the process
 // exits before the deadline, commits nothing undelivered, and logs how many
 // events were not sent.
 func TestSIGTERMWithHangingServer(t *testing.T) {

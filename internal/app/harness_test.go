@@ -33,7 +33,7 @@ type harness struct {
 	kafka   *kafkatest.Cluster
 	capture *capturetest.Server
 	env     map[string]string
-	// logHook, when set, sees every record the instances log.
+	// logHook, when set, receives every record the instances log.
 	logHook func(slog.Record)
 }
 
