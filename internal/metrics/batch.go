@@ -85,43 +85,61 @@ func (s *batchScanner) element() {
 }
 
 // scanString consumes string bytes from p[i:] up to and including the
-// closing quote, and returns the index of the last byte consumed. It jumps
-// over the bytes between quotes and backslashes, which are most of a body.
+// closing quote, and returns the index of the last byte consumed. Inside
+// an event it jumps from quote to quote, which are few in a body; a quote
+// after an odd run of backslashes is escaped and does not end the string.
 func (s *batchScanner) scanString(p []byte, i int) int {
+	if s.depth == 1 {
+		return s.scanKey(p, i)
+	}
+	if s.escaped {
+		s.escaped = false
+		i++
+	}
+	for i < len(p) {
+		j := bytes.IndexByte(p[i:], '"')
+		if j < 0 {
+			s.escaped = backslashes(p[i:])%2 == 1
+			return len(p) - 1
+		}
+		q := i + j
+		if backslashes(p[i:q])%2 == 0 {
+			s.inString = false
+			return q
+		}
+		i = q + 1
+	}
+	return len(p) - 1
+}
+
+// backslashes returns the length of the run of backslashes that ends p.
+func backslashes(p []byte) int {
+	n := 0
+	for n < len(p) && p[len(p)-1-n] == '\\' {
+		n++
+	}
+	return n
+}
+
+// scanKey is scanString for a string of the top-level object, whose
+// bytes it collects to recognise the key "batch".
+func (s *batchScanner) scanKey(p []byte, i int) int {
 	for ; i < len(p); i++ {
 		if s.escaped {
 			s.escaped = false
-			s.keyByte(p[i])
+			s.key = append(s.key, p[i])
 			continue
 		}
-		j := bytes.IndexAny(p[i:], `"\`)
-		if j < 0 {
-			s.keyBytes(p[i:])
-			return len(p) - 1
-		}
-		s.keyBytes(p[i : i+j])
-		i += j
-		if p[i] == '\\' {
+		switch p[i] {
+		case '\\':
 			s.escaped = true
-			continue
-		}
-		s.inString = false
-		if s.depth == 1 {
+		case '"':
+			s.inString = false
 			s.lastKey = append(s.lastKey[:0], s.key...)
+			return i
+		default:
+			s.key = append(s.key, p[i])
 		}
-		return i
 	}
 	return i
-}
-
-func (s *batchScanner) keyByte(b byte) {
-	if s.depth == 1 {
-		s.key = append(s.key, b)
-	}
-}
-
-func (s *batchScanner) keyBytes(b []byte) {
-	if s.depth == 1 {
-		s.key = append(s.key, b...)
-	}
 }

@@ -71,3 +71,23 @@ func BenchmarkGzipBatch(b *testing.B) {
 		zw.Close()
 	}
 }
+
+// BenchmarkCountEventsPlain is BenchmarkCountEvents for a body sent
+// without compression: the byte scan alone.
+func BenchmarkCountEventsPlain(b *testing.B) {
+	body, size := batchBody(b, 100)
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var raw bytes.Buffer
+	raw.ReadFrom(zr)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1/batch/", bytes.NewReader(raw.Bytes()))
+		if n, ok := countEvents(req); !ok || n != 100 {
+			b.Fatalf("counted %d (ok %v), want 100", n, ok)
+		}
+	}
+}

@@ -18,6 +18,7 @@ func TestCountBatch(t *testing.T) {
 		"spaces":           {"{ \"batch\" : [ {} , {} , {} ] }", 3, true},
 		"commas in text":   {`{"batch":[{"t":"a, b, c"},{"t":"x\",y"}]}`, 2, true},
 		"brackets in text": {`{"batch":[{"t":"]}{["},{"t":"\\"}]}`, 2, true},
+		"backslash runs":   {`{"batch":[{"t":"\\\\\\\"],"},{"t":"\\\\"},{"t":"a\\\\\\\\"}]}`, 3, true},
 		"key as a value":   {`{"mode":"batch","other":[1,2],"batch":[{}]}`, 1, true},
 		"escaped key":      {`{"bat\\ch":[1,2],"b\"atch":[3],"batch":[4,5,6]}`, 3, true},
 		"literals":         {`{"batch":[1,2.5,-3,true,null]}`, 5, true},
