@@ -15,6 +15,9 @@ var fieldIndex = func() map[string]uint {
 	t := reflect.TypeFor[callV1]()
 	m := make(map[string]uint, t.NumField())
 	for i := range t.NumField() {
+		if !t.Field(i).IsExported() {
+			continue
+		}
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		m[name] = uint(i)
 	}
@@ -28,7 +31,10 @@ var fieldIndex = func() map[string]uint {
 // decode that way goes to json.Unmarshal whole: a value of another type or
 // with escapes, a duplicate member, or a key that json.Unmarshal would
 // match to a field only by ignoring case.
-func (c *callV1) unmarshal(v []byte) error {
+//
+// The same pass gives f its index of top-level members, and notes whether
+// a member name may start with "$".
+func (c *callV1) unmarshal(v []byte, f *Fields) error {
 	if !valid(v) {
 		if err := json.Unmarshal(v, c); err != nil {
 			return err
@@ -36,7 +42,13 @@ func (c *callV1) unmarshal(v []byte) error {
 		return errors.New("invalid JSON")
 	}
 	var seen uint64
-	fast := eachMember(v, 0, func(name, value []byte) {
+	top := f.buf[:0]
+	c.dollar = false
+	members := eachMember(v, 0, func(name, value []byte) {
+		top = append(top, member{name, value})
+		if len(name) > 0 && (name[0] == '$' || name[0] == '\\') {
+			c.dollar = true
+		}
 		if seen == ^uint64(0) {
 			return
 		}
@@ -49,11 +61,59 @@ func (c *callV1) unmarshal(v []byte) error {
 			seen |= 1 << i
 		}
 	})
-	if fast && seen != ^uint64(0) {
+	if members {
+		f.adopt(top)
+	} else {
+		// Without the member names, passThrough has to read the record.
+		c.dollar = true
+	}
+	if members && seen != ^uint64(0) {
+		c.strings.assign()
 		return nil
 	}
+	dollar := c.dollar
 	*c = callV1{}
+	c.dollar = dollar
 	return json.Unmarshal(v, c)
+}
+
+// stringArena collects the plain string fields of a record while it is
+// read, and copies them into one string at the end: one allocation for
+// all ids and names instead of one each.
+type stringArena struct {
+	n    int
+	dst  [24]*string
+	raw  [24][]byte
+	size int
+}
+
+// add sets *dst to raw when assign runs, or at once when the arena is full.
+func (a *stringArena) add(dst *string, raw []byte) {
+	if a.n == len(a.dst) {
+		*dst = string(raw)
+		return
+	}
+	a.dst[a.n], a.raw[a.n] = dst, raw
+	a.n++
+	a.size += len(raw)
+}
+
+func (a *stringArena) assign() {
+	if a.n == 0 {
+		return
+	}
+	var b strings.Builder
+	b.Grow(a.size)
+	for _, r := range a.raw[:a.n] {
+		b.Write(r)
+	}
+	all := b.String()
+	at := 0
+	for i, dst := range a.dst[:a.n] {
+		*dst = all[at : at+len(a.raw[i])]
+		at += len(a.raw[i])
+	}
+	*a = stringArena{}
 }
 
 // foldsToField reports whether json.Unmarshal may match the key name to a
@@ -89,25 +149,25 @@ func (c *callV1) set(name string, value []byte) bool {
 	case "groups":
 		c.Groups = value
 	case "input_tokens":
-		return setCountField(&c.InputTokens, value)
+		return setCountField(&c.InputTokens, &c.slots.counts[0], value)
 	case "output_tokens":
-		return setCountField(&c.OutputTokens, value)
+		return setCountField(&c.OutputTokens, &c.slots.counts[1], value)
 	case "cache_read_input_tokens":
-		return setCountField(&c.CacheReadInputTokens, value)
+		return setCountField(&c.CacheReadInputTokens, &c.slots.counts[2], value)
 	case "cache_creation_input_tokens":
-		return setCountField(&c.CacheCreationInputTokens, value)
+		return setCountField(&c.CacheCreationInputTokens, &c.slots.counts[3], value)
 	case "reasoning_tokens":
-		return setCountField(&c.ReasoningTokens, value)
+		return setCountField(&c.ReasoningTokens, &c.slots.counts[4], value)
 	case "http_status":
-		return setCountField(&c.HTTPStatus, value)
+		return setCountField(&c.HTTPStatus, &c.slots.counts[5], value)
 	case "latency":
-		return setFloatField(&c.Latency, value)
+		return setFloatField(&c.Latency, &c.slots.floats[0], value)
 	case "latency_ms":
-		return setFloatField(&c.LatencyMs, value)
+		return setFloatField(&c.LatencyMs, &c.slots.floats[1], value)
 	case "time_to_first_token":
-		return setFloatField(&c.TimeToFirstToken, value)
+		return setFloatField(&c.TimeToFirstToken, &c.slots.floats[2], value)
 	case "is_error":
-		return setBoolField(&c.IsError, value)
+		return setBoolField(&c.IsError, &c.slots.isError, value)
 	case "privacy_mode":
 		return setBool(&c.PrivacyMode, value)
 	case "properties":
@@ -153,27 +213,35 @@ func (c *callV1) setString(name string, value []byte) bool {
 	if string(value) == "null" {
 		return true
 	}
-	s, ok := plainString(value)
-	if ok {
-		*dst = s
+	if !plainStringValue(value) {
+		return false
 	}
-	return ok
+	c.strings.add(dst, value[1:len(value)-1])
+	return true
 }
 
 // plainString returns the JSON string value when it has no escape and is
 // valid UTF-8, so that it reads the same decoded.
 func plainString(value []byte) (string, bool) {
-	if len(value) < 2 || value[0] != '"' {
+	if !plainStringValue(value) {
 		return "", false
 	}
-	inner := value[1 : len(value)-1]
-	if bytes.IndexByte(inner, '\\') >= 0 || !utf8.Valid(inner) {
-		return "", false
-	}
-	return string(inner), true
+	return string(value[1 : len(value)-1]), true
 }
 
-func setCountField(dst **count, value []byte) bool {
+// plainStringValue reports whether value is a JSON string that has no
+// escape and is valid UTF-8.
+func plainStringValue(value []byte) bool {
+	if len(value) < 2 || value[0] != '"' {
+		return false
+	}
+	inner := value[1 : len(value)-1]
+	return bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner)
+}
+
+// setCountField sets *dst to point at slot, which holds the count. The
+// slots live in callV1, so that the fields cost no allocation each.
+func setCountField(dst **count, slot *count, value []byte) bool {
 	if string(value) == "null" {
 		*dst = nil
 		return true
@@ -182,11 +250,12 @@ func setCountField(dst **count, value []byte) bool {
 	if err != nil {
 		return false
 	}
-	*dst = new(count(n))
+	*slot = count(n)
+	*dst = slot
 	return true
 }
 
-func setFloatField(dst **float64, value []byte) bool {
+func setFloatField(dst **float64, slot *float64, value []byte) bool {
 	if string(value) == "null" {
 		*dst = nil
 		return true
@@ -198,20 +267,20 @@ func setFloatField(dst **float64, value []byte) bool {
 	if err != nil {
 		return false
 	}
-	*dst = new(f)
+	*slot = f
+	*dst = slot
 	return true
 }
 
-func setBoolField(dst **bool, value []byte) bool {
+func setBoolField(dst **bool, slot *bool, value []byte) bool {
 	if string(value) == "null" {
 		*dst = nil
 		return true
 	}
-	var b bool
-	if !setBool(&b, value) {
+	if !setBool(slot, value) {
 		return false
 	}
-	*dst = new(b)
+	*dst = slot
 	return true
 }
 
@@ -228,26 +297,34 @@ func setBool(dst *bool, value []byte) bool {
 	return true
 }
 
-// setProperties keeps each custom property as a slice of the record.
+// setCustomProperties keeps each custom property as a slice of the record,
+// in c.props; names go through the string arena.
 func (c *callV1) setCustomProperties(value []byte) bool {
 	if string(value) == "null" {
-		c.Properties = nil
+		c.props = c.props[:0]
 		return true
 	}
 	if value[0] != '{' {
 		return false
 	}
-	props := make(map[string]json.RawMessage, 8)
-	plain := eachMember(value, 0, func(name, v []byte) {
-		if plainKey(name) {
-			props[string(name)] = v
-		} else {
-			props = nil
+	c.props = c.slots.props[:0]
+	plain := true
+	ok := eachMember(value, 0, func(name, v []byte) {
+		if !plainKey(name) {
+			plain = false
+			return
 		}
+		c.props = append(c.props, property{value: v})
 	})
-	if !plain || props == nil {
+	if !ok || !plain {
 		return false
 	}
-	c.Properties = props
+	// The names are set once all are read: the arena holds pointers into
+	// c.props, which must not move after that.
+	i := 0
+	eachMember(value, 0, func(name, _ []byte) {
+		c.strings.add(&c.props[i].name, name)
+		i++
+	})
 	return true
 }

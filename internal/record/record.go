@@ -43,6 +43,8 @@ type Fields struct {
 	// top holds the top-level members in order, or is nil when raw is not
 	// an object.
 	top []member
+	// buf holds top for most records, so that indexing allocates nothing.
+	buf [32]member
 }
 
 type member struct{ name, value []byte }
@@ -100,8 +102,26 @@ func (f *Fields) index() {
 	if i >= len(f.raw) || f.raw[i] != '{' {
 		return
 	}
-	top := make([]member, 0, 32)
+	top := f.buf[:0]
 	if eachMember(f.raw, i, func(name, value []byte) { top = append(top, member{name, value}) }) {
 		f.top = top
 	}
+}
+
+// each calls fn for each top-level member in order.
+func (f *Fields) each(fn func(name, value []byte)) {
+	f.once.Do(f.index)
+	if f.top == nil {
+		eachMember(f.raw, skipSpace(f.raw, 0), fn)
+		return
+	}
+	for _, m := range f.top {
+		fn(m.name, m.value)
+	}
+}
+
+// adopt takes top as the index of the top-level members, read by the
+// decoder in the same pass as the record's fields.
+func (f *Fields) adopt(top []member) {
+	f.once.Do(func() { f.top = top })
 }

@@ -59,6 +59,28 @@ type callV1 struct {
 	Properties  map[string]json.RawMessage `json:"properties"`
 	Groups      json.RawMessage            `json:"groups"`
 	PrivacyMode bool                       `json:"privacy_mode"`
+
+	// The fast path of unmarshal fills the fields below; json.Unmarshal
+	// leaves them alone.
+
+	// props are the custom properties in record order, which the fast
+	// path keeps instead of Properties.
+	props []property
+	// dollar is false when no top-level name starts with "$".
+	dollar  bool
+	strings stringArena
+	// slots hold the values that the pointer fields above point to.
+	slots struct {
+		counts  [6]count
+		floats  [3]float64
+		isError bool
+		props   [8]property
+	}
+}
+
+type property struct {
+	name  string
+	value []byte
 }
 
 var eventNames = map[string]string{
@@ -75,8 +97,9 @@ func (V1) Decode(in Input) (*event.Event, *Fields, error) {
 	if len(v) == 0 || v[0] != '{' {
 		return nil, nil, fmt.Errorf("%w: not a JSON object", ErrInvalid)
 	}
+	f := NewFields(v)
 	var c callV1
-	if err := c.unmarshal(v); err != nil {
+	if err := c.unmarshal(v, f); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 
@@ -100,14 +123,17 @@ func (V1) Decode(in Input) (*event.Event, *Fields, error) {
 		Source:     in.Source,
 	}
 	c.setProperties(ev.Properties)
-	if err := passThrough(v, ev.Properties); err != nil {
-		return nil, nil, err
+	if c.dollar {
+		passThrough(f, ev.Properties)
+	}
+	for _, p := range c.props {
+		ev.Properties[p.name] = json.RawMessage(p.value)
 	}
 	for k, p := range c.Properties {
 		ev.Properties[k] = p
 	}
 	ev.DistinctID = c.distinctID(ev)
-	return ev, NewFields(v), nil
+	return ev, f, nil
 }
 
 // timestamp returns the call time: the record's timestamp field, else the
@@ -119,9 +145,11 @@ func (c *callV1) timestamp(kafkaTime time.Time) (time.Time, error) {
 		return kafkaTime.UTC(), nil
 	}
 	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return time.Time{}, fmt.Errorf("%w: timestamp: %v", ErrInvalid, err)
+		s, ok := plainString(raw)
+		if !ok {
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return time.Time{}, fmt.Errorf("%w: timestamp: %v", ErrInvalid, err)
+			}
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
@@ -214,18 +242,13 @@ func (c *callV1) setError(p map[string]any) {
 }
 
 // passThrough copies top-level keys that are already spelled "$..." into
-// the event unchanged. Most records have none, so it reads the record's
-// members only when one may be present.
-func passThrough(v []byte, p map[string]any) error {
-	if !bytes.Contains(v, []byte(`"$`)) && !bytes.Contains(v, []byte(`"\u0024`)) {
-		return nil
-	}
-	eachMember(v, 0, func(name, value []byte) {
+// the event unchanged.
+func passThrough(f *Fields, p map[string]any) {
+	f.each(func(name, value []byte) {
 		if k := decodeKey(name); strings.HasPrefix(k, "$") {
 			p[k] = json.RawMessage(value)
 		}
 	})
-	return nil
 }
 
 func setString(p map[string]any, key, v string) {

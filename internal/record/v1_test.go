@@ -3,6 +3,7 @@ package record
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,6 +190,48 @@ func TestDecodeMapping(t *testing.T) {
 		if got := mustJSON(p[k]); got != v {
 			t.Errorf("%s = %s, want %s", k, got, v)
 		}
+	}
+}
+
+func TestDecodePassThroughEscapedAndSlowPathKeys(t *testing.T) {
+	for name, doc := range map[string]string{
+		// The key is spelled with an escape for "$".
+		"escaped dollar": `{"model":"m","\u0024ai_span_name":"raw"}`,
+		// A duplicate member sends the record to json.Unmarshal.
+		"duplicate member": `{"model":"x","model":"m","$ai_span_name":"raw"}`,
+		// Custom properties beyond the inline slots, and one spelled
+		// with an escape, which also takes the slow path.
+		"many properties":  `{"model":"m","$ai_span_name":"raw","properties":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10}}`,
+		"escaped property": `{"model":"m","$ai_span_name":"raw","properties":{"\u0074ier":"gold"}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := props(t, decode(t, doc))
+			if p["$ai_span_name"] != "raw" || p["$ai_model"] != "m" {
+				t.Errorf("properties = %v, want $ai_span_name raw and $ai_model m", p)
+			}
+			if strings.Contains(doc, `"j":10`) && (p["a"] != 1.0 || p["j"] != 10.0) {
+				t.Errorf("properties = %v, want a=1 and j=10", p)
+			}
+			if strings.Contains(doc, `tier`) && p["tier"] != "gold" {
+				t.Errorf("tier = %v, want gold", p["tier"])
+			}
+		})
+	}
+}
+
+func TestDecodeFieldsReadTheRecord(t *testing.T) {
+	doc := `{"model":"m","metadata":{"user":{"tier":"a"}},"metadata":{"user":{"tier":"gold"}},"input":[{"content":"hi"}]}`
+	_, f, err := V1{}.Decode(Input{Value: []byte(doc), Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]any{"model": "m", "metadata.user.tier": "gold", "input.0.content": "hi"} {
+		if got, ok := f.Field(path); !ok || got != want {
+			t.Errorf("Field(%s) = %v, %v; want %v", path, got, ok, want)
+		}
+	}
+	if got, ok := f.Field("absent"); ok {
+		t.Errorf("Field(absent) = %v, want absent", got)
 	}
 }
 
