@@ -86,7 +86,7 @@ func (s *batchScanner) element() {
 
 // scanString consumes string bytes from p[i:] up to and including the
 // closing quote, and returns the index of the last byte consumed. Inside
-// an event it jumps from quote to quote, which are few in a body; a quote
+// an event it jumps from quote to quote, which are few in a body. A quote
 // after an odd run of backslashes is escaped and does not end the string.
 func (s *batchScanner) scanString(p []byte, i int) int {
 	if s.depth == 1 {
