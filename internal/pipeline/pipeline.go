@@ -32,6 +32,10 @@ type Pipeline struct {
 	// jobs feeds the workers; nil means Handle works on the caller's
 	// goroutine.
 	jobs chan job
+	// resumed hands the workers the events whose enrichment finished on
+	// another goroutine. It is unbuffered, so that an event is either taken
+	// by a worker or sent by its own goroutine, never left in a buffer.
+	resumed chan *enriching
 
 	abandoned atomic.Int64
 }
@@ -111,7 +115,46 @@ func (p *Pipeline) process(r *kgo.Record, done func(resolved bool)) {
 		p.deadLetter(r, "decode", err, done)
 		return
 	}
-	p.enricher.Enrich(p.ctx, ev, fields, func() { p.send(r, ev, done) })
+	e := &enriching{p: p, r: r, ev: ev, done: done}
+	p.enricher.Enrich(p.ctx, ev, fields, e.complete)
+	e.state.CompareAndSwap(enrichRunning, enrichWaiting)
+}
+
+// Enrichment states of a record.
+const (
+	enrichRunning  int32 = iota // Enrich has not returned yet
+	enrichWaiting               // Enrich returned and a lookup is pending
+	enrichComplete              // done was called while Enrich ran
+)
+
+// enriching is a record between Enrich and the sink.
+type enriching struct {
+	p     *Pipeline
+	r     *kgo.Record
+	ev    *event.Event
+	done  func(bool)
+	state atomic.Int32
+}
+
+// complete sends the enriched event. When Enrich finished on the worker,
+// the worker sends it at once. When a lookup finished later, on a
+// goroutine of its own, a worker takes the event over: handing an event
+// to posthog-go encodes it, which needs a deep stack, and the workers'
+// stacks have grown to that size already.
+//
+// NOTE: complete must not run on a worker after Enrich returned, or the
+// worker would wait for another to take the event. The enrich package
+// calls done on the worker only before Enrich returns.
+func (e *enriching) complete() {
+	if e.state.CompareAndSwap(enrichRunning, enrichComplete) || e.p.resumed == nil {
+		e.p.send(e.r, e.ev, e.done)
+		return
+	}
+	select {
+	case e.p.resumed <- e:
+	case <-e.p.ctx.Done():
+		e.p.send(e.r, e.ev, e.done)
+	}
 }
 
 func (p *Pipeline) send(r *kgo.Record, ev *event.Event, done func(bool)) {

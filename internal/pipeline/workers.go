@@ -12,6 +12,7 @@ type job struct {
 // ends.
 func (p *Pipeline) startWorkers(n int) {
 	p.jobs = make(chan job, 64*n)
+	p.resumed = make(chan *enriching)
 	for range n {
 		go p.work()
 	}
@@ -26,6 +27,8 @@ func (p *Pipeline) work() {
 				continue
 			}
 			p.process(j.r, j.done)
+		case e := <-p.resumed:
+			p.send(e.r, e.ev, e.done)
 		case <-p.ctx.Done():
 			p.abandonQueued()
 			return

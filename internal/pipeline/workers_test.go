@@ -6,9 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -105,5 +109,102 @@ func TestWorkersAbandonAfterContextEnds(t *testing.T) {
 	}
 	if got := p.Abandoned(); got != 1 {
 		t.Errorf("Abandoned() = %d, want 1", got)
+	}
+}
+
+// newLookupPipeline returns a pipeline whose rule reads the user's tier
+// from an HTTP lookup that responds after delay, so that enrichment ends
+// on a goroutine other than the worker's.
+func newLookupPipeline(t *testing.T, ctx context.Context, out *syncBuffer, workers int, delay time.Duration) *Pipeline {
+	t.Helper()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, `{"tier":"pro"}`)
+	}))
+	t.Cleanup(upstream.Close)
+	rules, err := enrich.New(enrich.Config{
+		Lookups: `[{"name":"users","key":"distinct_id","http":{"url":"` + upstream.URL + `/users/{key}"}}]`,
+		Rules:   `[{"set":"tier","lookup":"users","field":"tier"}]`,
+	}, enrich.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rules.Close)
+	return New(ctx, Config{Decoder: record.V1{}, Enricher: rules, Sink: sink.NewWriter(out), Workers: workers})
+}
+
+func TestWorkersSendEventsAfterSlowLookups(t *testing.T) {
+	const n = 300
+	var out syncBuffer
+	p := newLookupPipeline(t, t.Context(), &out, 2, 20*time.Millisecond)
+
+	var wg sync.WaitGroup
+	calls := make([]atomic.Int32, n)
+	wg.Add(n)
+	for i := range n {
+		v := fmt.Appendf(nil, `{"id":"c-%d","distinct_id":"u-%d","model":"m"}`, i, i)
+		p.Handle(&kgo.Record{Topic: "llm-calls", Offset: int64(i), Value: v}, func(resolved bool) {
+			if !resolved {
+				t.Errorf("record %d unresolved", i)
+			}
+			calls[i].Add(1)
+			wg.Done()
+		})
+	}
+	wg.Wait()
+
+	for i := range calls {
+		if got := calls[i].Load(); got != 1 {
+			t.Errorf("record %d: done called %d times, want 1", i, got)
+		}
+	}
+	tiers := 0
+	sc := bufio.NewScanner(&out.buf)
+	for sc.Scan() {
+		var ev struct {
+			Properties map[string]any `json:"properties"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Properties["tier"] == "pro" {
+			tiers++
+		}
+	}
+	if tiers != n {
+		t.Errorf("%d events have the looked-up tier, want %d", tiers, n)
+	}
+}
+
+func TestWorkersResolveLookupsPendingAtShutdown(t *testing.T) {
+	const n = 50
+	ctx, cancel := context.WithCancel(t.Context())
+	var out syncBuffer
+	p := newLookupPipeline(t, ctx, &out, 2, time.Hour)
+
+	var wg sync.WaitGroup
+	calls := make([]atomic.Int32, n)
+	wg.Add(n)
+	for i := range n {
+		v := fmt.Appendf(nil, `{"id":"c-%d","distinct_id":"u-%d","model":"m"}`, i, i)
+		p.Handle(&kgo.Record{Topic: "llm-calls", Offset: int64(i), Value: v}, func(bool) {
+			calls[i].Add(1)
+			wg.Done()
+		})
+	}
+	// The records wait on lookups that never answer until the context
+	// ends, after which the workers are gone.
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	wg.Wait()
+
+	for i := range calls {
+		if got := calls[i].Load(); got != 1 {
+			t.Errorf("record %d: done called %d times, want 1", i, got)
+		}
 	}
 }
