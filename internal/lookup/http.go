@@ -110,7 +110,9 @@ func (s *httpSource) fetch(ctx context.Context, key string) (any, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("building request for %s: %w", s.template, err)
 	}
-	req.Header = s.headers.Clone()
+	// Requests share one header map: the client and its transport only
+	// read it, and adding authentication from the URL copies it first.
+	req.Header = s.headers
 
 	resp, err := s.client.Do(req)
 	if err != nil {
