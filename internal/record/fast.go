@@ -45,16 +45,17 @@ func (c *callV1) unmarshal(v []byte, f *Fields) error {
 	top := f.buf[:0]
 	c.dollar = false
 	members := eachMember(v, 0, func(name, value []byte) {
-		top = append(top, member{name, value})
+		i, known := fieldIndex[string(name)]
+		plain := known || plainKey(name)
+		top = append(top, member{name, value, plain})
 		if len(name) > 0 && (name[0] == '$' || name[0] == '\\') {
 			c.dollar = true
 		}
 		if seen == ^uint64(0) {
 			return
 		}
-		i, known := fieldIndex[string(name)]
 		switch {
-		case !known && !foldsToField(name):
+		case !known && plain && !foldsToField(name):
 		case !known, seen&(1<<i) != 0, !c.set(string(name), value):
 			seen = ^uint64(0)
 		default:
@@ -116,12 +117,9 @@ func (a *stringArena) assign() {
 	*a = stringArena{}
 }
 
-// foldsToField reports whether json.Unmarshal may match the key name to a
-// field of callV1 by ignoring case or after unescaping.
+// foldsToField reports whether json.Unmarshal may match the plain key name
+// to a field of callV1 by ignoring case.
 func foldsToField(name []byte) bool {
-	if !plainKey(name) {
-		return true
-	}
 	for field := range fieldIndex {
 		if len(field) == len(name) && strings.EqualFold(field, string(name)) {
 			return true

@@ -73,5 +73,12 @@ func FuzzFieldMatchesFullDecode(f *testing.F) {
 		if ok != wantOK || !reflect.DeepEqual(got, want) {
 			t.Fatalf("Field(%q) on %s = %#v, %v; want %#v, %v", path, doc, got, ok, want, wantOK)
 		}
+		// Decode indexes the members while it reads the record's fields.
+		if _, decoded, err := (V1{}).Decode(Input{Value: doc}); err == nil {
+			got, ok := decoded.Field(path)
+			if ok != wantOK || !reflect.DeepEqual(got, want) {
+				t.Fatalf("decoded Field(%q) on %s = %#v, %v; want %#v, %v", path, doc, got, ok, want, wantOK)
+			}
+		}
 	})
 }

@@ -47,7 +47,20 @@ type Fields struct {
 	buf [32]member
 }
 
-type member struct{ name, value []byte }
+// member is a top-level member of a record. plain is true when its name
+// reads the same decoded, so that it compares with a path as it is.
+type member struct {
+	name, value []byte
+	plain       bool
+}
+
+// named reports whether the member's decoded name is key.
+func (m *member) named(key string) bool {
+	if m.plain {
+		return string(m.name) == key
+	}
+	return decodeKey(m.name) == key
+}
 
 // NewFields returns path access into the JSON document raw, which must be
 // valid JSON: Decode checks it before it returns Fields.
@@ -84,7 +97,7 @@ func (f *Fields) find(path string) ([]byte, bool) {
 	first, rest, nested := strings.Cut(path, ".")
 	var value []byte
 	for _, m := range f.top {
-		if keyEquals(m.name, first) {
+		if m.named(first) {
 			value = m.value
 		}
 	}
@@ -103,7 +116,7 @@ func (f *Fields) index() {
 		return
 	}
 	top := f.buf[:0]
-	if eachMember(f.raw, i, func(name, value []byte) { top = append(top, member{name, value}) }) {
+	if eachMember(f.raw, i, func(name, value []byte) { top = append(top, member{name, value, plainKey(name)}) }) {
 		f.top = top
 	}
 }
