@@ -83,8 +83,8 @@ func (c *callV1) unmarshal(v []byte, f *Fields) error {
 // all ids and names instead of one each.
 type stringArena struct {
 	n    int
-	dst  [24]*string
-	raw  [24][]byte
+	dst  [16]*string
+	raw  [16][]byte
 	size int
 }
 

@@ -44,7 +44,7 @@ type Fields struct {
 	// an object.
 	top []member
 	// buf holds top for most records, so that indexing allocates nothing.
-	buf [32]member
+	buf [16]member
 }
 
 // member is a top-level member of a record. plain is true when its name
