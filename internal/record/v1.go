@@ -3,8 +3,10 @@ package record
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -60,7 +62,7 @@ type callV1 struct {
 	Groups      json.RawMessage            `json:"groups"`
 	PrivacyMode bool                       `json:"privacy_mode"`
 
-	// The fast path of unmarshal fills the fields below; json.Unmarshal
+	// The fast path of unmarshal fills the fields below, and json.Unmarshal
 	// leaves them alone.
 
 	// props are the custom properties in record order, which the fast
@@ -100,7 +102,7 @@ func (V1) Decode(in Input) (*event.Event, *Fields, error) {
 	f := NewFields(v)
 	var c callV1
 	if err := c.unmarshal(v, f); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, describe(err, v))
 	}
 
 	name, ok := eventNames[c.Type]
@@ -292,8 +294,86 @@ func (n *count) UnmarshalJSON(b []byte) error {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
-		return fmt.Errorf("%s is not an integer count", b)
+		return &countError{value: string(b)}
 	}
 	*n = count(f)
 	return nil
+}
+
+// countError is a count that is not an integer. encoding/json returns it
+// without the field name, which describe adds.
+type countError struct{ value string }
+
+func (e *countError) Error() string { return e.value + " is not an integer count" }
+
+// countFields are the JSON names of the count fields of callV1.
+var countFields = []string{
+	"input_tokens", "output_tokens", "cache_read_input_tokens",
+	"cache_creation_input_tokens", "reasoning_tokens", "http_status",
+}
+
+// describe rewrites an error of json.Unmarshal on the record v so that it
+// names the record field and the JSON type expected, not a Go type.
+func describe(err error, v []byte) error {
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
+		return fmt.Errorf("%s is %s, want %s", te.Field, jsonValue(te.Value), jsonKind(te.Type))
+	}
+	if ce, ok := errors.AsType[*countError](err); ok {
+		// The first member that fails to decode as a count is the one
+		// json.Unmarshal stopped at.
+		field := ""
+		eachMember(v, skipSpace(v, 0), func(name, value []byte) {
+			var n count
+			if field == "" && isCountField(decodeKey(name)) && n.UnmarshalJSON(value) != nil {
+				field = decodeKey(name)
+			}
+		})
+		if field != "" {
+			return fmt.Errorf("%s: %s is not an integer count", field, ce.value)
+		}
+	}
+	return err
+}
+
+func isCountField(name string) bool {
+	for _, f := range countFields {
+		if strings.EqualFold(f, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonValue names the JSON value that encoding/json describes as s, such
+// as "string" or "number 1.5".
+func jsonValue(s string) string {
+	switch {
+	case s == "array", s == "object":
+		return "an " + s
+	case strings.HasPrefix(s, "number "):
+		return "the number " + strings.TrimPrefix(s, "number ")
+	case s == "bool":
+		return "a boolean"
+	}
+	return "a " + s
+}
+
+// jsonKind names the JSON values that decode into t.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Float32, reflect.Float64, reflect.Int, reflect.Int64:
+		return "a number"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice:
+		return "an array"
+	}
+	return t.String()
 }

@@ -287,6 +287,32 @@ func TestDecodeInvalid(t *testing.T) {
 	}
 }
 
+func TestDecodeErrorNamesField(t *testing.T) {
+	cases := map[string]string{
+		`{"input_tokens":"abc"}`:            `input_tokens: "abc" is not an integer count`,
+		`{"model":"m","output_tokens":1.5}`: `output_tokens: 1.5 is not an integer count`,
+		`{"INPUT_TOKENS":"x"}`:              `INPUT_TOKENS: "x" is not an integer count`,
+		`{"latency":"slow"}`:                `latency is a string, want a number`,
+		`{"is_error":"yes"}`:                `is_error is a string, want true or false`,
+		`{"model":5}`:                       `model is a number, want a string`,
+		`{"properties":[1]}`:                `properties is an array, want an object`,
+		`{"id":"a","http_status":"200","reasoning_tokens":true}`: `reasoning_tokens: true is not an integer count`,
+	}
+	for doc, want := range cases {
+		_, _, err := V1{}.Decode(Input{Value: []byte(doc), Source: src})
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("Decode(%s) error = %v, want ErrInvalid", doc, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Decode(%s) error = %q, want it to contain %q", doc, err, want)
+		}
+		if strings.Contains(err.Error(), "callV1") || strings.Contains(err.Error(), "Go ") {
+			t.Errorf("Decode(%s) error = %q names a Go type", doc, err)
+		}
+	}
+}
+
 func TestFieldsPaths(t *testing.T) {
 	_, f, err := V1{}.Decode(Input{Value: []byte(`{"metadata":{"user":{"tier":"pro"}},"input":[{"content":"hi"}],"n":null}`)})
 	if err != nil {
