@@ -68,11 +68,7 @@ func TestWorkersResolveEveryRecordOnce(t *testing.T) {
 	}
 	wg.Wait()
 
-	for i := range calls {
-		if got := calls[i].Load(); got != 1 {
-			t.Errorf("record %d: done called %d times, want 1", i, got)
-		}
-	}
+	checkDoneOnce(t, calls)
 	if got := unresolved.Load(); got != 0 {
 		t.Errorf("%d records unresolved, want 0", got)
 	}
@@ -157,11 +153,7 @@ func TestWorkersSendEventsAfterSlowLookups(t *testing.T) {
 	}
 	wg.Wait()
 
-	for i := range calls {
-		if got := calls[i].Load(); got != 1 {
-			t.Errorf("record %d: done called %d times, want 1", i, got)
-		}
-	}
+	checkDoneOnce(t, calls)
 	tiers := 0
 	sc := bufio.NewScanner(&out.buf)
 	for sc.Scan() {
@@ -202,6 +194,12 @@ func TestWorkersResolveLookupsPendingAtShutdown(t *testing.T) {
 	cancel()
 	wg.Wait()
 
+	checkDoneOnce(t, calls)
+}
+
+// checkDoneOnce checks that each record's done callback ran exactly once.
+func checkDoneOnce(t *testing.T, calls []atomic.Int32) {
+	t.Helper()
 	for i := range calls {
 		if got := calls[i].Load(); got != 1 {
 			t.Errorf("record %d: done called %d times, want 1", i, got)
