@@ -33,6 +33,7 @@ import (
 	"github.com/llm-enricher/enricher/internal/config"
 	"github.com/llm-enricher/enricher/internal/kafkaconn/certtest"
 	"github.com/llm-enricher/enricher/internal/kafkatest"
+	"github.com/llm-enricher/enricher/internal/proxytest"
 )
 
 // secureKafka is a kfake broker that requires TLS or SASL, with the client
@@ -647,64 +648,6 @@ func TestServiceConnectionFailure(t *testing.T) {
 	}
 }
 
-// connectProxy is an HTTP CONNECT proxy on 127.0.0.1 that tunnels every
-// request to upstream, whatever host it names, and records the names.
-type connectProxy struct {
-	*httptest.Server
-	upstream string
-
-	mu      sync.Mutex
-	targets []string
-	tunnels sync.WaitGroup
-}
-
-func startConnectProxy(t *testing.T, upstream string) *connectProxy {
-	p := &connectProxy{upstream: upstream}
-	p.Server = httptest.NewServer(http.HandlerFunc(p.serve))
-	t.Cleanup(func() {
-		p.Server.Close()
-		p.tunnels.Wait()
-	})
-	return p
-}
-
-func (p *connectProxy) serve(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect {
-		http.Error(w, "only CONNECT is supported", http.StatusMethodNotAllowed)
-		return
-	}
-	p.mu.Lock()
-	p.targets = append(p.targets, r.Host)
-	p.mu.Unlock()
-
-	upstream, err := net.Dial("tcp", p.upstream)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	client, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		upstream.Close()
-		return
-	}
-	io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n")
-	p.tunnels.Add(2)
-	pipe := func(dst, src net.Conn) {
-		defer p.tunnels.Done()
-		io.Copy(dst, src)
-		dst.Close()
-		src.Close()
-	}
-	go pipe(upstream, client)
-	go pipe(client, upstream)
-}
-
-func (p *connectProxy) seen() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.targets)
-}
-
 // startTLSCapture serves capture's PostHog contract over TLS with a
 // certificate for posthog.test signed by ca, and returns the address.
 func startTLSCapture(t *testing.T, capture *capturetest.Server, ca *certtest.CA) string {
@@ -724,7 +667,7 @@ func TestServicePostHogPrivateCAThroughProxy(t *testing.T) {
 	ca := certtest.NewCA(t, "private CA")
 	capture := capturetest.New(t)
 	addr := startTLSCapture(t, capture, ca)
-	proxy := startConnectProxy(t, addr)
+	proxy := proxytest.Start(t, addr)
 	t.Setenv("HTTPS_PROXY", proxy.URL)
 	t.Setenv("https_proxy", "")
 	t.Setenv("NO_PROXY", "")
@@ -742,7 +685,7 @@ func TestServicePostHogPrivateCAThroughProxy(t *testing.T) {
 		s := startService(t, env)
 
 		kafkatest.Eventually(t, 30*time.Second, "3 events delivered", func() bool { return len(capture.UUIDs()) == 3 })
-		if targets := proxy.seen(); !slices.Contains(targets, host) {
+		if targets := proxy.Targets(); !slices.Contains(targets, host) {
 			t.Errorf("proxy saw CONNECT targets %q, want %s", targets, host)
 		}
 		if err := s.stop(t); err != nil {

@@ -10,12 +10,12 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
 
 	"github.com/llm-enricher/enricher/internal/kafkaconn/certtest"
+	"github.com/llm-enricher/enricher/internal/proxytest"
 )
 
 // testHost is the name that the test servers' certificates carry. It is not
@@ -37,68 +37,6 @@ func startServer(t *testing.T, ca *certtest.CA) string {
 	server.StartTLS()
 	t.Cleanup(server.Close)
 	return server.Listener.Addr().String()
-}
-
-// connectProxy is an HTTP CONNECT proxy on 127.0.0.1 that records each
-// CONNECT target and tunnels it to upstream, whatever host was requested.
-type connectProxy struct {
-	server   *httptest.Server
-	upstream string
-
-	mu      sync.Mutex
-	targets []string
-	tunnels sync.WaitGroup
-}
-
-func startProxy(t *testing.T, upstream string) *connectProxy {
-	t.Helper()
-	p := &connectProxy{upstream: upstream}
-	p.server = httptest.NewServer(http.HandlerFunc(p.serve))
-	t.Cleanup(func() {
-		p.server.Close()
-		p.tunnels.Wait()
-	})
-	return p
-}
-
-func (p *connectProxy) serve(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect {
-		http.Error(w, "only CONNECT is supported", http.StatusMethodNotAllowed)
-		return
-	}
-	p.mu.Lock()
-	p.targets = append(p.targets, r.Host)
-	p.mu.Unlock()
-
-	upstream, err := net.Dial("tcp", p.upstream)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	client, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		upstream.Close()
-		return
-	}
-	io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n")
-
-	// Each direction closes both connections when it ends, so that the
-	// other direction ends too.
-	p.tunnels.Add(2)
-	pipe := func(dst, src net.Conn) {
-		defer p.tunnels.Done()
-		io.Copy(dst, src)
-		dst.Close()
-		src.Close()
-	}
-	go pipe(upstream, client)
-	go pipe(client, upstream)
-}
-
-func (p *connectProxy) seen() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.targets...)
 }
 
 // clearProxyEnv unsets every proxy variable for the test.
@@ -146,8 +84,8 @@ func dialTo(addr string) dialFunc {
 func TestTransportThroughConnectProxy(t *testing.T) {
 	clearProxyEnv(t)
 	ca := certtest.NewCA(t, "private CA")
-	proxy := startProxy(t, startServer(t, ca))
-	t.Setenv("HTTPS_PROXY", proxy.server.URL)
+	proxy := proxytest.Start(t, startServer(t, ca))
+	t.Setenv("HTTPS_PROXY", proxy.URL)
 
 	rt, err := Transport(writeCA(t, ca))
 	if err != nil {
@@ -160,7 +98,7 @@ func TestTransportThroughConnectProxy(t *testing.T) {
 	if body != "ok" {
 		t.Errorf("body = %q, want %q", body, "ok")
 	}
-	seen := proxy.seen()
+	seen := proxy.Targets()
 	if len(seen) != 1 || seen[0] != testHost+":8443" {
 		t.Errorf("proxy saw CONNECT %v, want [%s:8443]", seen, testHost)
 	}
@@ -170,8 +108,8 @@ func TestTransportNoProxyBypass(t *testing.T) {
 	clearProxyEnv(t)
 	ca := certtest.NewCA(t, "private CA")
 	addr := startServer(t, ca)
-	proxy := startProxy(t, addr)
-	t.Setenv("HTTPS_PROXY", proxy.server.URL)
+	proxy := proxytest.Start(t, addr)
+	t.Setenv("HTTPS_PROXY", proxy.URL)
 	t.Setenv("NO_PROXY", "."+strings.SplitN(testHost, ".", 2)[1])
 
 	rt, err := newTransport(writeCA(t, ca), 0, dialTo(addr))
@@ -185,7 +123,7 @@ func TestTransportNoProxyBypass(t *testing.T) {
 	if body != "ok" {
 		t.Errorf("body = %q, want %q", body, "ok")
 	}
-	if seen := proxy.seen(); len(seen) != 0 {
+	if seen := proxy.Targets(); len(seen) != 0 {
 		t.Errorf("proxy saw CONNECT %v for a host in NO_PROXY", seen)
 	}
 }
