@@ -120,12 +120,24 @@ func (a *stringArena) assign() {
 // foldsToField reports whether json.Unmarshal may match the plain key name
 // to a field of callV1 by ignoring case.
 func foldsToField(name []byte) bool {
+	// Folding keeps the length of an ASCII name, but not of others: "ſ"
+	// (two bytes) folds to "s", and the Kelvin sign (three) to "k".
+	ascii := isASCII(name)
 	for field := range fieldIndex {
-		if len(field) == len(name) && strings.EqualFold(field, string(name)) {
+		if (!ascii || len(field) == len(name)) && strings.EqualFold(field, string(name)) {
 			return true
 		}
 	}
 	return false
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // set decodes value into the field with the JSON name, and reports false
