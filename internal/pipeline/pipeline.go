@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,10 @@ type Pipeline struct {
 	// jobs feeds the workers; nil means Handle works on the caller's
 	// goroutine.
 	jobs chan job
+	// queueMu guards queueClosed, which is set once the context ends and
+	// no record may enter jobs any more.
+	queueMu     sync.RWMutex
+	queueClosed bool
 	// resumed hands the workers the events whose enrichment finished on
 	// another goroutine. It is unbuffered, so that an event is either taken
 	// by a worker or sent by its own goroutine, never left in a buffer.

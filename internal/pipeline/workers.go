@@ -16,6 +16,18 @@ func (p *Pipeline) startWorkers(n int) {
 	for range n {
 		go p.work()
 	}
+	go p.stopWhenDone()
+}
+
+// stopWhenDone closes the queue to new records once the context ends, and
+// then abandons the ones left in it. dispatch queues a record only while
+// the queue is open, so none can stay behind after this drain.
+func (p *Pipeline) stopWhenDone() {
+	<-p.ctx.Done()
+	p.queueMu.Lock()
+	p.queueClosed = true
+	p.queueMu.Unlock()
+	p.abandonQueued()
 }
 
 func (p *Pipeline) work() {
@@ -40,7 +52,9 @@ func (p *Pipeline) work() {
 // context has ended.
 func (p *Pipeline) dispatch(r *kgo.Record, done func(bool)) {
 	j := job{r: r, done: done}
-	if p.ctx.Err() != nil {
+	p.queueMu.RLock()
+	defer p.queueMu.RUnlock()
+	if p.queueClosed {
 		p.abandon(j)
 		return
 	}

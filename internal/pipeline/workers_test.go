@@ -188,7 +188,7 @@ func TestWorkersResolveLookupsPendingAtShutdown(t *testing.T) {
 			wg.Done()
 		})
 	}
-	// The records wait on lookups that never answer until the context
+	// The records wait on lookups that never respond until the context
 	// ends, after which the workers are gone.
 	time.Sleep(50 * time.Millisecond)
 	cancel()
@@ -204,5 +204,118 @@ func checkDoneOnce(t *testing.T, calls []atomic.Int32) {
 		if got := calls[i].Load(); got != 1 {
 			t.Errorf("record %d: done called %d times, want 1", i, got)
 		}
+	}
+}
+
+// waitTimeout waits for wg, and fails the test when that takes longer
+// than timeout, which means that a record's done was never called.
+func waitTimeout(t *testing.T, wg *sync.WaitGroup, timeout time.Duration, scenario string) {
+	t.Helper()
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-time.After(timeout):
+		t.Fatalf("%s: done not called for every record within %v", scenario, timeout)
+	}
+}
+
+// TestLookupsWithFewWorkers runs HTTP lookups that finish after Enrich
+// returned, with the worker counts that send events on the lookup's
+// goroutine, and cancels half of the runs while the lookups still wait.
+func TestLookupsWithFewWorkers(t *testing.T) {
+	const n = 100
+	for _, workers := range []int{0, 1} {
+		for _, cancelEarly := range []bool{false, true} {
+			name := fmt.Sprintf("workers %d, cancel %v", workers, cancelEarly)
+			t.Run(name, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				delay := 5 * time.Millisecond
+				if cancelEarly {
+					delay = time.Hour
+				}
+				var out syncBuffer
+				p := newLookupPipeline(t, ctx, &out, workers, delay)
+
+				calls := make([]atomic.Int32, n)
+				var resolved atomic.Int32
+				var wg sync.WaitGroup
+				wg.Add(n)
+				for i := range n {
+					v := fmt.Appendf(nil, `{"id":"c-%d","distinct_id":"u-%d","model":"m"}`, i, i)
+					p.Handle(&kgo.Record{Topic: "llm-calls", Offset: int64(i), Value: v}, func(ok bool) {
+						if ok {
+							resolved.Add(1)
+						}
+						calls[i].Add(1)
+						wg.Done()
+					})
+				}
+				if cancelEarly {
+					time.Sleep(20 * time.Millisecond)
+					cancel()
+				}
+				waitTimeout(t, &wg, 30*time.Second, name)
+
+				checkDoneOnce(t, calls)
+				// The writer sink accepts events after the context ends, so
+				// every record is resolved, with or without the tier.
+				if got := resolved.Load(); got != n {
+					t.Errorf("%d records resolved, want %d", got, n)
+				}
+			})
+		}
+	}
+}
+
+// TestHandleRacingCancelResolvesEveryRecord hands records in from several
+// goroutines while the context ends, so that some arrive as the workers
+// drain the queue and return. Every record must still be resolved or
+// abandoned. The race is narrow, so the test repeats it.
+func TestHandleRacingCancelResolvesEveryRecord(t *testing.T) {
+	const (
+		iterations = 3000
+		senders    = 4
+		perSender  = 50
+	)
+	rules, err := enrich.New(enrich.Config{Rules: `[{"set":"team","value":"platform"}]`}, enrich.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rules.Close)
+
+	lost := 0
+	for iteration := range iterations {
+		ctx, cancel := context.WithCancel(t.Context())
+		p := New(ctx, Config{Decoder: record.V1{}, Enricher: rules, Sink: sink.NewWriter(io.Discard), Workers: 2})
+
+		var calls atomic.Int32
+		var handed sync.WaitGroup
+		for range senders {
+			handed.Go(func() {
+				for i := range perSender {
+					p.Handle(workerRecord(i), func(bool) { calls.Add(1) })
+				}
+			})
+		}
+		time.Sleep(time.Duration(iteration%50) * time.Microsecond)
+		cancel()
+		handed.Wait()
+
+		deadline := time.Now().Add(time.Second)
+		for calls.Load() != senders*perSender && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := calls.Load(); got != senders*perSender {
+			lost++
+			t.Logf("iteration %d: done called for %d of %d records", iteration, got, senders*perSender)
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d iterations left a record without a done call", lost, iterations)
 	}
 }
