@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"sync"
 )
@@ -20,7 +21,7 @@ func countBatch(r io.Reader) (int, bool) {
 		n, err := r.Read(*bp)
 		s.scan((*bp)[:n])
 		if err == io.EOF {
-			return s.count, s.found && s.depth == 0 && !s.inString
+			return s.count, s.found && !s.notObject && s.depth == 0 && !s.inString
 		}
 		if err != nil {
 			return 0, false
@@ -33,8 +34,13 @@ type batchScanner struct {
 	depth    int
 	inString bool
 	escaped  bool
-	// key collects the current top-level string, and lastKey keeps the
-	// last complete one, so that the value after "batch": is recognised.
+	// notObject is set when the body is not a JSON object.
+	notObject bool
+	// wantKey is true where the top-level object expects a member name.
+	wantKey bool
+	// key collects the current top-level string, still escaped, and
+	// lastKey keeps the last member name, decoded, so that the value after
+	// "batch": is recognised.
 	key, lastKey []byte
 	inBatch      bool
 	found        bool
@@ -49,32 +55,63 @@ func (s *batchScanner) scan(p []byte) {
 			i = s.scanString(p, i)
 			continue
 		}
-		switch b := p[i]; b {
+		b := p[i]
+		switch b {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		if s.depth == 0 && b != '{' {
+			s.notObject = true
+		}
+		if s.depth == 1 && !s.wantKey && b != ',' && b != '}' {
+			s.value(b)
+		}
+		switch b {
 		case '"':
 			s.inString = true
 			s.key = s.key[:0]
 			s.element()
 		case '{', '[':
-			if s.depth == 1 && b == '[' && string(s.lastKey) == "batch" {
-				s.inBatch, s.found, s.empty = true, true, true
-			} else {
+			if !(s.depth == 1 && s.inBatch && s.empty) {
 				s.element()
 			}
 			s.depth++
+			if s.depth == 1 {
+				s.wantKey = true
+			}
 		case '}', ']':
 			s.depth--
 			if s.depth == 1 {
 				s.inBatch = false
 			}
 		case ',':
+			if s.depth == 1 {
+				s.wantKey = true
+			}
 			if s.inBatch && s.depth == 2 {
 				s.count++
 			}
-		case ' ', '\t', '\n', '\r', ':':
+		case ':':
+			if s.depth == 1 {
+				s.wantKey = false
+			}
 		default:
 			s.element()
 		}
 	}
+}
+
+// value notes the start of a top-level member's value, whose first byte is
+// b. The last "batch" member counts, as in encoding/json, and only an
+// array counts as a batch.
+func (s *batchScanner) value(b byte) {
+	if string(s.lastKey) != "batch" {
+		return
+	}
+	s.lastKey = s.lastKey[:0]
+	s.count = 0
+	s.found = b == '['
+	s.inBatch, s.empty = s.found, s.found
 }
 
 // element counts the first element of the batch array when it starts.
@@ -122,24 +159,31 @@ func backslashes(p []byte) int {
 }
 
 // scanKey is scanString for a string of the top-level object, whose
-// bytes it collects to recognise the key "batch".
+// bytes it collects to recognise the member name "batch".
 func (s *batchScanner) scanKey(p []byte, i int) int {
 	for ; i < len(p); i++ {
-		if s.escaped {
-			s.escaped = false
-			s.key = append(s.key, p[i])
-			continue
-		}
-		switch p[i] {
-		case '\\':
-			s.escaped = true
-		case '"':
+		c := p[i]
+		if !s.escaped && c == '"' {
 			s.inString = false
-			s.lastKey = append(s.lastKey[:0], s.key...)
+			if s.wantKey {
+				s.lastKey = appendKey(s.lastKey[:0], s.key)
+			}
 			return i
-		default:
-			s.key = append(s.key, p[i])
 		}
+		s.escaped = !s.escaped && c == '\\'
+		s.key = append(s.key, c)
 	}
 	return i
+}
+
+// appendKey appends the member name raw, without its quotes, decoded.
+func appendKey(dst, raw []byte) []byte {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return append(dst, raw...)
+	}
+	var name string
+	if json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &name) != nil {
+		return dst
+	}
+	return append(dst, name...)
 }
