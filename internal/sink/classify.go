@@ -64,3 +64,18 @@ func httpStatus(err error) int {
 	}
 	return 0
 }
+
+// errText returns the text of err without the status code that posthog-go
+// puts in front of the status line of its HTTP errors: "503 503 Service
+// Unavailable" becomes "503 Service Unavailable".
+func errText(err error) string {
+	text := err.Error()
+	if httpStatus(err) == 0 {
+		return text
+	}
+	code, rest, _ := strings.Cut(text, " ")
+	if strings.HasPrefix(rest, code+" ") {
+		return rest
+	}
+	return text
+}

@@ -225,7 +225,7 @@ func (s *PostHog) failed(uuid string, err error) {
 		p.isolated = true
 		s.enqueue(p)
 	case cls == rejected:
-		s.finish(p, fmt.Errorf("%w: PostHog answered %v", ErrRejected, err))
+		s.finish(p, fmt.Errorf("%w: PostHog responded %s", ErrRejected, errText(err)))
 	default:
 		s.retryLater(p, err, status)
 	}
@@ -249,7 +249,7 @@ func (s *PostHog) retryLater(p *pending, cause error, status int) {
 	delay := backoff(p.attempt, s.cfg.RetryMin, s.cfg.RetryMax)
 	if n, ok := s.warnings.allow(status); ok {
 		s.log.Warn("delivery to PostHog failed; retrying",
-			"err", cause, "status", status, "uuid", p.ev.UUID,
+			"err", errText(cause), "status", status, "uuid", p.ev.UUID,
 			"attempt", p.attempt, "retry_in", delay, "suppressed", n)
 	}
 	p.timer = time.AfterFunc(delay, func() { s.enqueue(p) })

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -128,6 +129,10 @@ func TestPostHogIsolatesInvalidEvent(t *testing.T) {
 		if i == 4 {
 			if !errors.Is(errs[0], ErrRejected) {
 				t.Errorf("invalid event: err = %v, want ErrRejected", errs[0])
+			}
+			// posthog-go's text repeats the status code; the sink's does not.
+			if msg := fmt.Sprint(errs[0]); !strings.HasSuffix(msg, "PostHog responded 400 Bad Request") {
+				t.Errorf("invalid event: err = %q, want it to end in the status line once", msg)
 			}
 			continue
 		}
