@@ -18,6 +18,10 @@ const RepeatWindow = time.Minute
 // attempt at Warn level, which would flood the log for as long as the
 // setting stays wrong. The next copy logged after the window carries the
 // number of copies dropped in between, as "repeated".
+//
+// franz-go's Info lines go on at Debug: they trace each step of joining
+// the group and assigning partitions, which the enricher logs itself in
+// one line each.
 type RepeatLogger struct {
 	next kgo.Logger
 	now  func() time.Time
@@ -39,11 +43,21 @@ func CollapseRepeats(next kgo.Logger) *RepeatLogger {
 	return &RepeatLogger{next: next, now: time.Now, seen: make(map[string]*repeat)}
 }
 
-// Level implements kgo.Logger.
-func (l *RepeatLogger) Level() kgo.LogLevel { return l.next.Level() }
+// Level implements kgo.Logger. At Info, franz-go need not build its Info
+// lines, which would go on at Debug and be dropped.
+func (l *RepeatLogger) Level() kgo.LogLevel {
+	level := l.next.Level()
+	if level == kgo.LogLevelInfo {
+		return kgo.LogLevelWarn
+	}
+	return level
+}
 
 // Log implements kgo.Logger.
 func (l *RepeatLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	if level == kgo.LogLevelInfo {
+		level = kgo.LogLevelDebug
+	}
 	if level != kgo.LogLevelError && level != kgo.LogLevelWarn {
 		l.next.Log(level, msg, keyvals...)
 		return

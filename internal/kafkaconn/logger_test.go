@@ -49,10 +49,35 @@ func TestCollapseRepeatsWarnings(t *testing.T) {
 	if n := len(lines(`"msg":"metadata update triggered"`)); n != 2 {
 		t.Errorf("%d Info lines, want 2: only warnings and errors collapse", n)
 	}
+	if n := len(lines(`"msg":"metadata update triggered"`, `"level":"DEBUG"`)); n != 2 {
+		t.Errorf("%d franz-go Info lines logged at Debug, want 2", n)
+	}
 
 	now = now.Add(RepeatWindow)
 	unable()
 	if repeated := lines(`"broker":"seed_0"`, `"repeated":2`); len(repeated) != 1 {
 		t.Errorf("after the window, want one seed_0 line with \"repeated\":2, got %q", lines(`"broker":"seed_0"`))
+	}
+}
+
+func TestFranzGoInfoOnlyAtDebug(t *testing.T) {
+	for _, c := range []struct {
+		level slog.Level
+		want  kgo.LogLevel
+	}{
+		{slog.LevelDebug, kgo.LogLevelDebug},
+		{slog.LevelInfo, kgo.LogLevelWarn},
+		{slog.LevelWarn, kgo.LogLevelWarn},
+		{slog.LevelError, kgo.LogLevelError},
+	} {
+		var out bytes.Buffer
+		l := CollapseRepeats(kslog.New(slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: c.level}))))
+		if got := l.Level(); got != c.want {
+			t.Errorf("at %v, Level() = %v, want %v", c.level, got, c.want)
+		}
+		l.Log(kgo.LogLevelInfo, "joined, balancing group")
+		if logged := strings.Contains(out.String(), "joined"); logged != (c.level == slog.LevelDebug) {
+			t.Errorf("at %v, franz-go Info line logged = %v, want %v", c.level, logged, c.level == slog.LevelDebug)
+		}
 	}
 }
