@@ -15,10 +15,9 @@ func TestIDIsStable(t *testing.T) {
 	}
 }
 
-// TestIDMatchesNewSHA1AtEveryLength covers call ids of 1 to 300 bytes,
-// which cross the 128-byte stack buffer of uuidV5 (16 bytes of namespace
-// and 112 of name).
-func TestIDMatchesNewSHA1AtEveryLength(t *testing.T) {
+// TestIDEveryLength covers call ids of 1 to 300 bytes, which cross the
+// 128-byte stack buffer of uuidV5 (16 bytes of namespace and 112 of name).
+func TestIDEveryLength(t *testing.T) {
 	for n := 1; n <= 300; n++ {
 		name := strings.Repeat("x", n-1) + string(rune('a'+n%26))
 		want := uuid.NewSHA1(Namespace, []byte(name)).String()
@@ -28,7 +27,7 @@ func TestIDMatchesNewSHA1AtEveryLength(t *testing.T) {
 	}
 }
 
-func TestIDMatchesNewSHA1ForOddNames(t *testing.T) {
+func TestIDOddNames(t *testing.T) {
 	names := []string{
 		"\xff",
 		"\x00",
@@ -47,7 +46,7 @@ func TestIDMatchesNewSHA1ForOddNames(t *testing.T) {
 	}
 }
 
-func TestIDWithoutCallIDUsesSource(t *testing.T) {
+func TestIDFromSource(t *testing.T) {
 	src := Source{Topic: strings.Repeat("t", 200), Partition: -1, Offset: -9223372036854775808}
 	want := uuid.NewSHA1(Namespace, []byte("kafka:"+src.String())).String()
 	if got := ID("", src); got != want {

@@ -133,7 +133,7 @@ func newLookupPipeline(t *testing.T, ctx context.Context, out *syncBuffer, worke
 	return New(ctx, Config{Decoder: record.V1{}, Enricher: rules, Sink: sink.NewWriter(out), Workers: workers})
 }
 
-func TestWorkersSendEventsAfterSlowLookups(t *testing.T) {
+func TestWorkersSlowLookups(t *testing.T) {
 	const n = 300
 	var out syncBuffer
 	p := newLookupPipeline(t, t.Context(), &out, 2, 20*time.Millisecond)
@@ -172,7 +172,7 @@ func TestWorkersSendEventsAfterSlowLookups(t *testing.T) {
 	}
 }
 
-func TestWorkersResolveLookupsPendingAtShutdown(t *testing.T) {
+func TestWorkersLookupsPendingAtShutdown(t *testing.T) {
 	const n = 50
 	ctx, cancel := context.WithCancel(t.Context())
 	var out syncBuffer
@@ -272,11 +272,11 @@ func TestLookupsWithFewWorkers(t *testing.T) {
 	}
 }
 
-// TestHandleRacingCancelResolvesEveryRecord hands records in from several
-// goroutines while the context ends, so that some arrive as the workers
-// drain the queue and return. Every record must still be resolved or
+// TestHandleRacingCancel hands records in from several goroutines while
+// the context ends, so that some arrive as the workers drain the queue and
+// return. Every record must still be resolved or
 // abandoned. The race is narrow, so the test repeats it.
-func TestHandleRacingCancelResolvesEveryRecord(t *testing.T) {
+func TestHandleRacingCancel(t *testing.T) {
 	const (
 		iterations = 3000
 		senders    = 4

@@ -193,7 +193,7 @@ func TestDecodeMapping(t *testing.T) {
 	}
 }
 
-func TestDecodePassThroughEscapedAndSlowPathKeys(t *testing.T) {
+func TestDecodeSlowPathKeys(t *testing.T) {
 	for name, doc := range map[string]string{
 		// The key is spelled with an escape for "$".
 		"escaped dollar": `{"model":"m","\u0024ai_span_name":"raw"}`,
@@ -219,7 +219,7 @@ func TestDecodePassThroughEscapedAndSlowPathKeys(t *testing.T) {
 	}
 }
 
-func TestDecodeFieldsReadTheRecord(t *testing.T) {
+func TestDecodeFieldsRead(t *testing.T) {
 	doc := `{"model":"m","metadata":{"user":{"tier":"a"}},"metadata":{"user":{"tier":"gold"}},"input":[{"content":"hi"}]}`
 	_, f, err := V1{}.Decode(Input{Value: []byte(doc), Source: src})
 	if err != nil {
