@@ -320,21 +320,16 @@ func (c *callV1) setCustomProperties(value []byte) bool {
 	c.props = c.slots.props[:0]
 	plain := true
 	ok := eachMember(value, 0, func(name, v []byte) {
-		if !plainKey(name) {
-			plain = false
-			return
-		}
-		c.props = append(c.props, property{value: v})
+		plain = plain && plainKey(name)
+		c.props = append(c.props, property{rawName: name, value: v})
 	})
 	if !ok || !plain {
 		return false
 	}
-	// The names are set once all are read: the arena holds pointers into
-	// c.props, which must not move after that.
-	i := 0
-	eachMember(value, 0, func(name, _ []byte) {
-		c.strings.add(&c.props[i].name, name)
-		i++
-	})
+	// The names go to the arena once c.props stops growing, because the
+	// arena keeps pointers into it.
+	for i := range c.props {
+		c.strings.add(&c.props[i].name, c.props[i].rawName)
+	}
 	return true
 }

@@ -80,9 +80,12 @@ type callV1 struct {
 	}
 }
 
+// property is a custom property: its name as read from the record, the
+// name as a string once the string arena assigns it, and its raw value.
 type property struct {
-	name  string
-	value []byte
+	rawName []byte
+	name    string
+	value   []byte
 }
 
 var eventNames = map[string]string{
@@ -307,10 +310,17 @@ type countError struct{ value string }
 func (e *countError) Error() string { return e.value + " is not an integer count" }
 
 // countFields are the JSON names of the count fields of callV1.
-var countFields = []string{
-	"input_tokens", "output_tokens", "cache_read_input_tokens",
-	"cache_creation_input_tokens", "reasoning_tokens", "http_status",
-}
+var countFields = func() []string {
+	t := reflect.TypeFor[callV1]()
+	var names []string
+	for i := range t.NumField() {
+		if t.Field(i).Type == reflect.TypeFor[*count]() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			names = append(names, name)
+		}
+	}
+	return names
+}()
 
 // describe rewrites an error of json.Unmarshal on the record v so that it
 // names the record field and the JSON type expected, not a Go type.
@@ -329,7 +339,7 @@ func describe(err error, v []byte) error {
 			}
 		})
 		if field != "" {
-			return fmt.Errorf("%s: %s is not an integer count", field, ce.value)
+			return fmt.Errorf("%s: %w", field, ce)
 		}
 	}
 	return err
