@@ -21,7 +21,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/llm-enricher/enricher/internal/capturetest"
-	"github.com/llm-enricher/enricher/internal/config"
 	"github.com/llm-enricher/enricher/internal/event"
 	"github.com/llm-enricher/enricher/internal/kafkatest"
 )
@@ -30,17 +29,7 @@ import (
 // logging at debug level into the returned log.
 func startLogged(h *harness, extra map[string]string) *lockedBuffer {
 	h.t.Helper()
-	environ := make(map[string]string, len(h.env)+len(extra))
-	for k, v := range h.env {
-		environ[k] = v
-	}
-	for k, v := range extra {
-		environ[k] = v
-	}
-	cfg, err := config.Parse(environ)
-	if err != nil {
-		h.t.Fatalf("config: %v", err)
-	}
+	cfg := h.config(extra)
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter(h.t)), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())

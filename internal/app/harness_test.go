@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"strconv"
@@ -65,20 +66,22 @@ type instance struct {
 	done   chan error
 }
 
-// start runs an enricher with the harness environment plus extra.
-func (h *harness) start(extra map[string]string) *instance {
+// config parses the harness environment plus extra.
+func (h *harness) config(extra map[string]string) config.Config {
 	h.t.Helper()
-	environ := make(map[string]string, len(h.env)+len(extra))
-	for k, v := range h.env {
-		environ[k] = v
-	}
-	for k, v := range extra {
-		environ[k] = v
-	}
+	environ := maps.Clone(h.env)
+	maps.Copy(environ, extra)
 	cfg, err := config.Parse(environ)
 	if err != nil {
 		h.t.Fatalf("config: %v", err)
 	}
+	return cfg
+}
+
+// start runs an enricher with the harness environment plus extra.
+func (h *harness) start(extra map[string]string) *instance {
+	h.t.Helper()
+	cfg := h.config(extra)
 	var handler slog.Handler = slog.NewTextHandler(testWriter(h.t), &slog.HandlerOptions{Level: slog.LevelInfo})
 	if h.logHook != nil {
 		handler = hookHandler{Handler: handler, hook: h.logHook}

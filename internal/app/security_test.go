@@ -281,6 +281,30 @@ func assertNoSecret(t *testing.T, outputs map[string]string, secrets ...string) 
 	}
 }
 
+// withPromptLookup adds a Kafka-table lookup of the "prompts" topic, keyed
+// by conversation id, and a rule that sets prompt_version from it.
+func withPromptLookup(env map[string]string) {
+	env["ENRICHER_LOOKUPS"] = `[{"name":"prompts","key":"properties.conversation_id","deadline":"20s","kafka":{"topic":"prompts"}}]`
+	env["ENRICHER_RULES"] = `[{"set":"prompt_version","lookup":"prompts","field":"version"}]`
+}
+
+// checkPromptVersions waits for the two valid records of the secure-broker
+// tests, checks their prompt_version from the lookup, and checks that the
+// invalid third record reached the dead-letter topic.
+func checkPromptVersions(t *testing.T, k *secureKafka, capture *capturetest.Server, want float64) {
+	t.Helper()
+	kafkatest.Eventually(t, 30*time.Second, "2 events delivered", func() bool { return len(capture.UUIDs()) == 2 })
+	for _, ev := range capture.Events() {
+		var version float64
+		if !ev.Prop("prompt_version", &version) || version != want {
+			t.Errorf("event %s prompt_version = %v, want %v from the Kafka-table lookup", ev.UUID, version, want)
+		}
+	}
+	if dead := k.readAll(t, dlqT, 1); len(dead) != 1 {
+		t.Errorf("%d dead letters, want 1", len(dead))
+	}
+}
+
 // TestServiceSASL runs the enricher against a broker that requires SASL
 // and checks that the consumer, the dead-letter producer and a Kafka-table
 // lookup all authenticate.
@@ -301,20 +325,10 @@ func TestServiceSASL(t *testing.T) {
 			env["ENRICHER_KAFKA_SASL_MECHANISM"] = mechanism
 			env["ENRICHER_KAFKA_SASL_USERNAME"] = "enricher"
 			env["ENRICHER_KAFKA_SASL_PASSWORD"] = password
-			env["ENRICHER_LOOKUPS"] = `[{"name":"prompts","key":"properties.conversation_id","deadline":"20s","kafka":{"topic":"prompts"}}]`
-			env["ENRICHER_RULES"] = `[{"set":"prompt_version","lookup":"prompts","field":"version"}]`
+			withPromptLookup(env)
 			s := startService(t, env)
 
-			kafkatest.Eventually(t, 30*time.Second, "2 events delivered", func() bool { return len(capture.UUIDs()) == 2 })
-			for _, ev := range capture.Events() {
-				var version float64
-				if !ev.Prop("prompt_version", &version) || version != 7 {
-					t.Errorf("event %s prompt_version = %v, want 7 from the Kafka-table lookup", ev.UUID, version)
-				}
-			}
-			if dead := k.readAll(t, dlqT, 1); len(dead) != 1 {
-				t.Errorf("%d dead letters, want 1", len(dead))
-			}
+			checkPromptVersions(t, k, capture, 7)
 			kafkatest.Eventually(t, 10*time.Second, "offset 3 committed", func() bool { return k.committed(t) == 3 })
 			if len(s.logs.lines(`"msg":"connected to Kafka"`)) == 0 {
 				t.Error("no \"connected to Kafka\" log line")
@@ -844,20 +858,10 @@ func TestServiceAWSMSKIAM(t *testing.T) {
 	capture := capturetest.New(t)
 	env := serviceEnv(t, k.addr, capture)
 	env["ENRICHER_KAFKA_SASL_MECHANISM"] = "AWS_MSK_IAM"
-	env["ENRICHER_LOOKUPS"] = `[{"name":"prompts","key":"properties.conversation_id","deadline":"20s","kafka":{"topic":"prompts"}}]`
-	env["ENRICHER_RULES"] = `[{"set":"prompt_version","lookup":"prompts","field":"version"}]`
+	withPromptLookup(env)
 	s := startService(t, env)
 
-	kafkatest.Eventually(t, 30*time.Second, "2 events delivered", func() bool { return len(capture.UUIDs()) == 2 })
-	for _, ev := range capture.Events() {
-		var version float64
-		if !ev.Prop("prompt_version", &version) || version != 4 {
-			t.Errorf("event %s prompt_version = %v, want 4 from the Kafka-table lookup", ev.UUID, version)
-		}
-	}
-	if dead := k.readAll(t, dlqT, 1); len(dead) != 1 {
-		t.Errorf("%d dead letters, want 1", len(dead))
-	}
+	checkPromptVersions(t, k, capture, 4)
 	total := recorder.count()
 	signed := recorder.containing(`"action":"kafka-cluster:Connect"`)
 	if len(signed) == 0 || len(signed) != total {
