@@ -20,6 +20,7 @@ import (
 	"github.com/llm-enricher/enricher/internal/dlq"
 	"github.com/llm-enricher/enricher/internal/event"
 	"github.com/llm-enricher/enricher/internal/kafkatest"
+	"github.com/llm-enricher/enricher/internal/testsupport"
 )
 
 // kcatPath returns the kcat binary. Without kcat the tests that publish
@@ -136,7 +137,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr testsupport.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/llm-enricher/enricher/internal/capturetest"
 	"github.com/llm-enricher/enricher/internal/config"
 	"github.com/llm-enricher/enricher/internal/kafkatest"
+	"github.com/llm-enricher/enricher/internal/testsupport"
 )
 
 const (
@@ -198,19 +198,4 @@ func (h hookHandler) WithGroup(name string) slog.Handler {
 }
 
 // lockedBuffer collects log lines from many goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type lockedBuffer struct{ testsupport.Buffer }

@@ -33,7 +33,7 @@ import (
 	"github.com/llm-enricher/enricher/internal/config"
 	"github.com/llm-enricher/enricher/internal/kafkaconn/certtest"
 	"github.com/llm-enricher/enricher/internal/kafkatest"
-	"github.com/llm-enricher/enricher/internal/proxytest"
+	"github.com/llm-enricher/enricher/internal/testsupport"
 )
 
 // secureKafka is a kfake broker that requires TLS or SASL, with the client
@@ -681,7 +681,7 @@ func TestServicePostHogPrivateCAThroughProxy(t *testing.T) {
 	ca := certtest.NewCA(t, "private CA")
 	capture := capturetest.New(t)
 	addr := startTLSCapture(t, capture, ca)
-	proxy := proxytest.Start(t, addr)
+	proxy := testsupport.StartProxy(t, addr)
 	t.Setenv("HTTPS_PROXY", proxy.URL)
 	t.Setenv("https_proxy", "")
 	t.Setenv("NO_PROXY", "")

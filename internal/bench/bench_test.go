@@ -6,9 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/llm-enricher/enricher/internal/testsupport"
 )
 
 // TestMain runs the process as a bench child when ChildEnv is set, so
@@ -29,7 +30,7 @@ func TestRunSmallEnricher(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	var progress syncBuffer
+	var progress testsupport.Buffer
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("bench progress:\n%s", progress.String())
@@ -83,22 +84,4 @@ func TestRunSmallEnricher(t *testing.T) {
 	if !bytes.HasPrefix(png, []byte("\x89PNG")) {
 		t.Errorf("chart is not a PNG: starts with %q", png[:min(8, len(png))])
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

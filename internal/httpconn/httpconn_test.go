@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/llm-enricher/enricher/internal/kafkaconn/certtest"
-	"github.com/llm-enricher/enricher/internal/proxytest"
+	"github.com/llm-enricher/enricher/internal/testsupport"
 )
 
 // testHost is the name that the test servers' certificates carry. It is not
@@ -84,7 +84,7 @@ func dialTo(addr string) dialFunc {
 func TestTransportThroughConnectProxy(t *testing.T) {
 	clearProxyEnv(t)
 	ca := certtest.NewCA(t, "private CA")
-	proxy := proxytest.Start(t, startServer(t, ca))
+	proxy := testsupport.StartProxy(t, startServer(t, ca))
 	t.Setenv("HTTPS_PROXY", proxy.URL)
 
 	rt, err := Transport(writeCA(t, ca))
@@ -108,7 +108,7 @@ func TestTransportNoProxyBypass(t *testing.T) {
 	clearProxyEnv(t)
 	ca := certtest.NewCA(t, "private CA")
 	addr := startServer(t, ca)
-	proxy := proxytest.Start(t, addr)
+	proxy := testsupport.StartProxy(t, addr)
 	t.Setenv("HTTPS_PROXY", proxy.URL)
 	t.Setenv("NO_PROXY", "."+strings.SplitN(testHost, ".", 2)[1])
 

@@ -2,13 +2,13 @@ package pipeline
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,21 +19,10 @@ import (
 	"github.com/llm-enricher/enricher/internal/enrich"
 	"github.com/llm-enricher/enricher/internal/record"
 	"github.com/llm-enricher/enricher/internal/sink"
+	"github.com/llm-enricher/enricher/internal/testsupport"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func newWorkerPipeline(t *testing.T, ctx context.Context, out *syncBuffer, workers int) *Pipeline {
+func newWorkerPipeline(t *testing.T, ctx context.Context, out *testsupport.Buffer, workers int) *Pipeline {
 	t.Helper()
 	rules, err := enrich.New(enrich.Config{Rules: `[{"set":"team","value":"platform"}]`}, enrich.Options{})
 	if err != nil {
@@ -50,7 +39,7 @@ func workerRecord(i int) *kgo.Record {
 
 func TestWorkersResolveEveryRecordOnce(t *testing.T) {
 	const n = 2000
-	var out syncBuffer
+	var out testsupport.Buffer
 	p := newWorkerPipeline(t, t.Context(), &out, 4)
 
 	var wg sync.WaitGroup
@@ -73,7 +62,7 @@ func TestWorkersResolveEveryRecordOnce(t *testing.T) {
 		t.Errorf("%d records unresolved, want 0", got)
 	}
 	ids := make(map[string]bool)
-	sc := bufio.NewScanner(&out.buf)
+	sc := bufio.NewScanner(strings.NewReader(out.String()))
 	for sc.Scan() {
 		var ev struct {
 			UUID       string         `json:"uuid"`
@@ -94,7 +83,7 @@ func TestWorkersResolveEveryRecordOnce(t *testing.T) {
 
 func TestWorkersAbandonAfterContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
-	var out syncBuffer
+	var out testsupport.Buffer
 	p := newWorkerPipeline(t, ctx, &out, 2)
 	cancel()
 
@@ -111,7 +100,7 @@ func TestWorkersAbandonAfterContextEnds(t *testing.T) {
 // newLookupPipeline returns a pipeline whose rule reads the user's tier
 // from an HTTP lookup that responds after delay, so that enrichment ends
 // on a goroutine other than the worker's.
-func newLookupPipeline(t *testing.T, ctx context.Context, out *syncBuffer, workers int, delay time.Duration) *Pipeline {
+func newLookupPipeline(t *testing.T, ctx context.Context, out *testsupport.Buffer, workers int, delay time.Duration) *Pipeline {
 	t.Helper()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -135,7 +124,7 @@ func newLookupPipeline(t *testing.T, ctx context.Context, out *syncBuffer, worke
 
 func TestWorkersSlowLookups(t *testing.T) {
 	const n = 300
-	var out syncBuffer
+	var out testsupport.Buffer
 	p := newLookupPipeline(t, t.Context(), &out, 2, 20*time.Millisecond)
 
 	var wg sync.WaitGroup
@@ -155,7 +144,7 @@ func TestWorkersSlowLookups(t *testing.T) {
 
 	checkDoneOnce(t, calls)
 	tiers := 0
-	sc := bufio.NewScanner(&out.buf)
+	sc := bufio.NewScanner(strings.NewReader(out.String()))
 	for sc.Scan() {
 		var ev struct {
 			Properties map[string]any `json:"properties"`
@@ -175,7 +164,7 @@ func TestWorkersSlowLookups(t *testing.T) {
 func TestWorkersLookupsPendingAtShutdown(t *testing.T) {
 	const n = 50
 	ctx, cancel := context.WithCancel(t.Context())
-	var out syncBuffer
+	var out testsupport.Buffer
 	p := newLookupPipeline(t, ctx, &out, 2, time.Hour)
 
 	var wg sync.WaitGroup
@@ -238,7 +227,7 @@ func TestLookupsWithFewWorkers(t *testing.T) {
 				if cancelEarly {
 					delay = time.Hour
 				}
-				var out syncBuffer
+				var out testsupport.Buffer
 				p := newLookupPipeline(t, ctx, &out, workers, delay)
 
 				calls := make([]atomic.Int32, n)

@@ -1,6 +1,4 @@
-// Package proxytest runs an HTTP CONNECT proxy on 127.0.0.1 for tests of
-// clients that reach PostHog through a proxy.
-package proxytest
+package testsupport
 
 import (
 	"io"
@@ -26,9 +24,9 @@ type Proxy struct {
 	tunnels sync.WaitGroup
 }
 
-// Start starts a proxy that tunnels to upstream, a host:port, and stops it
-// when the test ends.
-func Start(t testing.TB, upstream string) *Proxy {
+// StartProxy starts an HTTP CONNECT proxy on 127.0.0.1 that tunnels to
+// upstream, a host:port, and stops it when the test ends.
+func StartProxy(t testing.TB, upstream string) *Proxy {
 	t.Helper()
 	p := &Proxy{upstream: upstream}
 	p.server = httptest.NewServer(http.HandlerFunc(p.serve))
