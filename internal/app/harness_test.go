@@ -96,6 +96,7 @@ func (h *harness) start(extra map[string]string) *instance {
 
 // stop shuts the instance down and returns Run's error.
 func (in *instance) stop(t *testing.T) error {
+	t.Helper()
 	in.cancel()
 	select {
 	case err := <-in.done:

@@ -138,8 +138,7 @@ func (b *lockedBuffer) lines(substrings ...string) []string {
 
 // service is one enricher run by Run, with its log.
 type service struct {
-	cancel context.CancelFunc
-	done   chan error
+	*instance
 	logs   *lockedBuffer
 	stdout *lockedBuffer
 }
@@ -153,27 +152,16 @@ func startService(t *testing.T, environ map[string]string) *service {
 	if err != nil {
 		t.Fatalf("parsing the configuration: %v", err)
 	}
-	s := &service{done: make(chan error, 1), logs: &lockedBuffer{}, stdout: &lockedBuffer{}}
-	log := slog.New(slog.NewJSONHandler(io.MultiWriter(s.logs, testWriter(t)), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	s := &service{
+		instance: &instance{cancel: cancel, done: make(chan error, 1)},
+		logs:     &lockedBuffer{},
+		stdout:   &lockedBuffer{},
+	}
+	log := slog.New(slog.NewJSONHandler(io.MultiWriter(s.logs, testWriter(t)), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	go func() { s.done <- Run(ctx, cfg, log, s.stdout) }()
 	t.Cleanup(func() { s.stop(t) })
 	return s
-}
-
-// stop cancels the run and returns Run's error.
-func (s *service) stop(t *testing.T) error {
-	t.Helper()
-	s.cancel()
-	select {
-	case err := <-s.done:
-		s.done <- err
-		return err
-	case <-time.After(60 * time.Second):
-		t.Fatal("enricher did not stop within 60s")
-		return nil
-	}
 }
 
 // running reports whether Run has not returned.
