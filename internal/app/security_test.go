@@ -734,59 +734,6 @@ func TestCheckBackoff(t *testing.T) {
 	}
 }
 
-// saslRecorder makes kfake accept any SASL mechanism, since kfake itself
-// implements only PLAIN and SCRAM, and stores the bytes of every
-// SASLAuthenticate request.
-type saslRecorder struct {
-	mu       sync.Mutex
-	messages []string
-}
-
-// recordSASL installs the recorder on k. Each authentication succeeds with
-// reply and a session lifetime, after which franz-go authenticates the
-// connection again (KIP-368).
-func recordSASL(k *secureKafka, reply string, lifetime time.Duration) *saslRecorder {
-	r := &saslRecorder{}
-	k.ControlKey(int16(kmsg.SASLHandshake), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		k.KeepControl()
-		handshake := req.(*kmsg.SASLHandshakeRequest)
-		resp := handshake.ResponseKind().(*kmsg.SASLHandshakeResponse)
-		resp.SupportedMechanisms = []string{handshake.Mechanism}
-		return resp, nil, true
-	})
-	k.ControlKey(int16(kmsg.SASLAuthenticate), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		k.KeepControl()
-		auth := req.(*kmsg.SASLAuthenticateRequest)
-		r.mu.Lock()
-		r.messages = append(r.messages, string(auth.SASLAuthBytes))
-		r.mu.Unlock()
-		resp := auth.ResponseKind().(*kmsg.SASLAuthenticateResponse)
-		resp.SASLAuthBytes = []byte(reply)
-		resp.SessionLifetimeMillis = lifetime.Milliseconds()
-		return resp, nil, true
-	})
-	return r
-}
-
-// containing returns the recorded messages that contain s.
-func (r *saslRecorder) containing(s string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, m := range r.messages {
-		if strings.Contains(m, s) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (r *saslRecorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.messages)
-}
-
 // TestServiceOAuthBearerTokenRotation runs the enricher with a token file
 // and a broker that gives each SASL session a 3s lifetime. A token written
 // while the enricher runs must be sent when the sessions are renewed,
@@ -794,7 +741,7 @@ func (r *saslRecorder) count() int {
 func TestServiceOAuthBearerTokenRotation(t *testing.T) {
 	const first, second = "tok-one-4b1e", "tok-two-c83a"
 	k := startSecureKafka(t, nil, nil)
-	recorder := recordSASL(k, "", 3*time.Second)
+	recorder := testsupport.RecordSASL(k.Cluster, "", 3*time.Second)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	certtest.WriteFile(t, tokenFile, []byte(first+"\n"))
 
@@ -806,13 +753,13 @@ func TestServiceOAuthBearerTokenRotation(t *testing.T) {
 	s := startService(t, env)
 
 	kafkatest.Eventually(t, 30*time.Second, "2 events delivered", func() bool { return len(capture.UUIDs()) == 2 })
-	if len(recorder.containing("auth=Bearer "+first+"\x01")) == 0 {
+	if len(recorder.Containing("auth=Bearer "+first+"\x01")) == 0 {
 		t.Fatal("no authentication carried the first token")
 	}
 
 	certtest.WriteFile(t, tokenFile, []byte(second+"\n"))
 	kafkatest.Eventually(t, 30*time.Second, "a renewed session carries the second token", func() bool {
-		return len(recorder.containing("auth=Bearer "+second+"\x01")) > 0
+		return len(recorder.Containing("auth=Bearer "+second+"\x01")) > 0
 	})
 	k.produce(t, topic, nil, records("p", 2))
 	kafkatest.Eventually(t, 30*time.Second, "4 events delivered", func() bool { return len(capture.UUIDs()) == 4 })
@@ -839,7 +786,7 @@ func TestServiceAWSMSKIAM(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 	k := startSecureKafka(t, nil, nil, "prompts")
-	recorder := recordSASL(k, `{"version":"2020_10_22","request-id":"test"}`, 0)
+	recorder := testsupport.RecordSASL(k.Cluster, `{"version":"2020_10_22","request-id":"test"}`, 0)
 	k.produce(t, "prompts", []string{"cv-9"}, [][]byte{[]byte(`{"version":4}`)})
 	k.produce(t, topic, nil, append(records("m", 2), []byte(`{"id":`)))
 
@@ -850,17 +797,17 @@ func TestServiceAWSMSKIAM(t *testing.T) {
 	s := startService(t, env)
 
 	checkPromptVersions(t, k, capture, 4)
-	total := recorder.count()
-	signed := recorder.containing(`"action":"kafka-cluster:Connect"`)
+	total := len(recorder.Messages())
+	signed := recorder.Containing(`"action":"kafka-cluster:Connect"`)
 	if len(signed) == 0 || len(signed) != total {
 		t.Errorf("%d of %d authentications are MSK IAM requests, want all and at least one", len(signed), total)
 	}
 	for _, want := range []string{accessKey + "/", "/eu-west-1/kafka-cluster/aws4_request", `"x-amz-signature":"`} {
-		if n := len(recorder.containing(want)); n != total {
+		if n := len(recorder.Containing(want)); n != total {
 			t.Errorf("%d of %d authentications contain %q, want all", n, total, want)
 		}
 	}
-	if n := len(recorder.containing(secretKey)); n != 0 {
+	if n := len(recorder.Containing(secretKey)); n != 0 {
 		t.Errorf("%d authentications contain the AWS secret key", n)
 	}
 

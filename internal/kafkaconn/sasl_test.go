@@ -4,62 +4,27 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/llm-enricher/enricher/internal/kafkaconn"
 	"github.com/llm-enricher/enricher/internal/kafkaconn/certtest"
+	"github.com/llm-enricher/enricher/internal/testsupport"
 )
 
-// saslRecorder makes a kfake cluster accept any SASL mechanism and stores
-// the bytes of every SASLAuthenticate request. kfake implements only PLAIN
-// and SCRAM, so OAUTHBEARER and AWS_MSK_IAM are checked on what the client
-// sends.
-type saslRecorder struct {
-	mu       sync.Mutex
-	messages []string
-}
-
-// startRecordingCluster starts kfake with SASL handled by a saslRecorder
-// that answers each authentication with reply.
-func startRecordingCluster(t *testing.T, reply string) (string, *saslRecorder) {
+// startRecordingCluster starts kfake with SASL handled by a recorder
+// that responds to each authentication with reply.
+func startRecordingCluster(t *testing.T, reply string) (string, *testsupport.SASLRecorder) {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		t.Fatalf("starting kfake: %v", err)
 	}
 	t.Cleanup(cluster.Close)
-
-	recorder := &saslRecorder{}
-	cluster.ControlKey(int16(kmsg.SASLHandshake), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		handshake := req.(*kmsg.SASLHandshakeRequest)
-		resp := handshake.ResponseKind().(*kmsg.SASLHandshakeResponse)
-		resp.SupportedMechanisms = []string{handshake.Mechanism}
-		return resp, nil, true
-	})
-	cluster.ControlKey(int16(kmsg.SASLAuthenticate), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		auth := req.(*kmsg.SASLAuthenticateRequest)
-		recorder.mu.Lock()
-		recorder.messages = append(recorder.messages, string(auth.SASLAuthBytes))
-		recorder.mu.Unlock()
-		resp := auth.ResponseKind().(*kmsg.SASLAuthenticateResponse)
-		resp.SASLAuthBytes = []byte(reply)
-		return resp, nil, true
-	})
-	return cluster.ListenAddrs()[0], recorder
-}
-
-func (r *saslRecorder) seen() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.messages...)
+	return cluster.ListenAddrs()[0], testsupport.RecordSASL(cluster, reply, 0)
 }
 
 // pingWith creates a client from opts, pings the broker and closes the
@@ -92,7 +57,7 @@ func TestOAuthBearerRereadsToken(t *testing.T) {
 	certtest.WriteFile(t, tokenFile, []byte("token-two\n"))
 	pingWith(t, opts, addr)
 
-	seen := recorder.seen()
+	seen := recorder.Messages()
 	if len(seen) < 2 {
 		t.Fatalf("broker saw %d authentications, want at least 2", len(seen))
 	}
@@ -139,7 +104,7 @@ func TestAWSMSKIAMSignsWithEnvironmentCredentials(t *testing.T) {
 	}
 	pingWith(t, opts, addr)
 
-	seen := recorder.seen()
+	seen := recorder.Messages()
 	if len(seen) == 0 {
 		t.Fatal("broker saw no authentication")
 	}

@@ -1,6 +1,6 @@
 // Package testsupport holds helpers that tests of several packages share:
-// a buffer that goroutines write to while a test reads it, and an HTTP
-// CONNECT proxy.
+// a buffer that goroutines write to while a test reads it, an HTTP CONNECT
+// proxy, and a recorder of SASL exchanges with kfake.
 package testsupport
 
 import (
