@@ -53,7 +53,9 @@ func listEndOffsets(ctx context.Context, adm *kadm.Client, cons *consume.Consume
 	topics []string, timeout time.Duration, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	listed, err := adm.ListEndOffsets(ctx, topics...)
+	// The consumer reads committed records only: its end is the last
+	// stable offset, which kadm calls the committed offset.
+	listed, err := adm.ListCommittedOffsets(ctx, topics...)
 	if err != nil {
 		// The connection check reports an unreachable cluster; this is
 		// only the detail.
@@ -65,7 +67,7 @@ func listEndOffsets(ctx context.Context, adm *kadm.Client, cons *consume.Consume
 			log.Debug("listing end offset failed", "err", o.Err, "topic", o.Topic, "partition", o.Partition)
 			return
 		}
-		cons.SetHighWatermark(o.Topic, o.Partition, o.Offset)
-		obs.HighWatermark(o.Topic, o.Partition, o.Offset)
+		cons.SetEndOffset(o.Topic, o.Partition, o.Offset)
+		obs.EndOffset(o.Topic, o.Partition, o.Offset)
 	})
 }

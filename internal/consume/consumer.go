@@ -69,8 +69,9 @@ type Observer interface {
 	Polled(n int)
 	// Committed is called after a successful commit of a partition.
 	Committed(topic string, partition int32, offset int64)
-	// HighWatermark is called with each partition's end offset as fetched.
-	HighWatermark(topic string, partition int32, offset int64)
+	// EndOffset is called with each partition's end offset as fetched:
+	// the last stable offset, as the consumer reads committed records.
+	EndOffset(topic string, partition int32, offset int64)
 	// Assigned and Revoked are called as the group moves partitions.
 	Assigned(topic string, partitions []int32)
 	Revoked(topic string, partitions []int32)
@@ -127,6 +128,11 @@ func New(cfg Config, h Handler) (*Consumer, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
+		// Committed records only: an aborted transaction's records stand
+		// for no call. The markers that end transactions take offsets, and
+		// come with the records so that the committed offset can pass them.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 		kgo.RebalanceTimeout(cfg.RebalanceTimeout),
 		kgo.SessionTimeout(cfg.SessionTimeout),
 		kgo.OnPartitionsAssigned(c.assigned),
@@ -212,17 +218,36 @@ func (c *Consumer) register(fetches kgo.Fetches) (recs []*kgo.Record, failed boo
 			failed = c.fetchError(p) || failed
 			return
 		}
-		c.cfg.Observer.HighWatermark(p.Topic, p.Partition, p.HighWatermark)
+		end := readableEnd(p.FetchPartition)
+		c.cfg.Observer.EndOffset(p.Topic, p.Partition, end)
+		part := c.partition(p.Topic, p.Partition)
+		if part == nil {
+			return
+		}
 		for _, r := range p.Records {
-			if c.track(r) {
-				recs = append(recs, r)
+			if !part.add(r) {
+				continue
 			}
+			if r.Attrs.IsControl() {
+				// A transaction marker is resolved as it is polled.
+				part.resolve(r.Offset)
+				continue
+			}
+			recs = append(recs, r)
 		}
-		if part := c.partition(p.Topic, p.Partition); part != nil {
-			part.setEnd(p.HighWatermark)
-		}
+		part.setEnd(end)
 	})
 	return recs, failed
+}
+
+// readableEnd returns the end of what a read-committed consumer can read
+// of a partition: the last stable offset, before which every transaction
+// is committed or aborted, else the high watermark.
+func readableEnd(p kgo.FetchPartition) int64 {
+	if p.LastStableOffset >= 0 {
+		return p.LastStableOffset
+	}
+	return p.HighWatermark
 }
 
 // room returns how many records may be polled now: the free places under
@@ -285,13 +310,6 @@ func (c *Consumer) handle(ctx context.Context, r *kgo.Record) error {
 	return nil
 }
 
-// track registers r with its partition, and reports false for a record of
-// a partition that is no longer assigned.
-func (c *Consumer) track(r *kgo.Record) bool {
-	p := c.partition(r.Topic, r.Partition)
-	return p != nil && p.add(r)
-}
-
 func (c *Consumer) partition(topic string, part int32) *partition {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -323,8 +341,8 @@ func (c *Consumer) Drain(ctx context.Context) int {
 }
 
 // Backlog returns how many records of the assigned partitions are not yet
-// resolved: handed to the Handler and not done, or behind the high
-// watermark and not yet polled. For a partition with nothing polled since
+// resolved: handed to the Handler and not done, or behind the end offset
+// and not yet polled. For a partition with nothing polled since
 // it was assigned, those records count from the group's committed offset.
 // A partition that the group never committed counts none of them.
 func (c *Consumer) Backlog() int64 {
@@ -344,11 +362,11 @@ func (c *Consumer) Backlog() int64 {
 	return n
 }
 
-// SetHighWatermark records the end offset of a partition as listed by a
+// SetEndOffset records the end offset of a partition as listed by a
 // broker, so that Backlog counts records that no fetch has reported, as
 // when the poll loop is stuck. Offsets of partitions not assigned are
 // ignored.
-func (c *Consumer) SetHighWatermark(topic string, part int32, offset int64) {
+func (c *Consumer) SetEndOffset(topic string, part int32, offset int64) {
 	if p := c.partition(topic, part); p != nil {
 		p.setEnd(offset)
 	}
@@ -383,8 +401,8 @@ func (c *Consumer) Close(ctx context.Context) {
 
 type nopObserver struct{}
 
-func (nopObserver) Polled(int)                         {}
-func (nopObserver) Committed(string, int32, int64)     {}
-func (nopObserver) HighWatermark(string, int32, int64) {}
-func (nopObserver) Assigned(string, []int32)           {}
-func (nopObserver) Revoked(string, []int32)            {}
+func (nopObserver) Polled(int)                     {}
+func (nopObserver) Committed(string, int32, int64) {}
+func (nopObserver) EndOffset(string, int32, int64) {}
+func (nopObserver) Assigned(string, []int32)       {}
+func (nopObserver) Revoked(string, []int32)        {}

@@ -27,7 +27,7 @@ type partition struct {
 	committed int64
 	// polled is the offset after the last polled record, or -1.
 	polled int64
-	// end is the highest high watermark seen, from fetches or listed end
+	// end is the highest end offset seen, from fetches or listed end
 	// offsets, or -1.
 	end int64
 	// revoked is set once the partition is revoked or lost. Resolutions
@@ -62,7 +62,7 @@ func (p *partition) add(r *kgo.Record) bool {
 	return true
 }
 
-// setEnd records a high watermark. An older, lower one changes nothing.
+// setEnd records an end offset. An older, lower one changes nothing.
 func (p *partition) setEnd(offset int64) {
 	p.mu.Lock()
 	p.end = max(p.end, offset)
@@ -70,12 +70,8 @@ func (p *partition) setEnd(offset int64) {
 }
 
 // backlog returns the records not yet resolved: polled and in flight, or
-// behind the high watermark and not yet polled. start is where polling
-// began when nothing is polled yet, or -1 when unknown.
-//
-// NOTE: a partition whose last offset is a transaction marker keeps a
-// backlog of one after everything is polled, because markers are never
-// handed to the poll loop.
+// behind the end and not yet polled. start is where polling began when
+// nothing is polled yet, or -1 when unknown.
 func (p *partition) backlog(start int64) int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -1,0 +1,93 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/llm-enricher/enricher/internal/kafkatest"
+)
+
+// produceTxn writes values in one transaction of a transactional producer
+// and commits it, or aborts it when commit is false.
+func produceTxn(t *testing.T, k *kafkatest.Cluster, id string, commit bool, values [][]byte) {
+	t.Helper()
+	cl := beginTxn(t, k, id, values)
+	endTxn(t, cl, commit)
+}
+
+// beginTxn writes values in a transaction that it leaves open.
+func beginTxn(t *testing.T, k *kafkatest.Cluster, id string, values [][]byte) *kgo.Client {
+	t.Helper()
+	cl := k.Client(kgo.TransactionalID(id))
+	t.Cleanup(cl.Close)
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, v := range values {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cl
+}
+
+func endTxn(t *testing.T, cl *kgo.Client, commit bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Records of a transactional producer: those of an aborted transaction
+// never become events, those of an open one wait for its commit, and the
+// transaction markers, which are no records, do not keep the partition
+// behind. The group commits to the end of the partition, the lag is zero,
+// and the enricher stays live past the progress timeout, also while a
+// transaction is open.
+func TestTransactionalRecords(t *testing.T) {
+	k := kafkatest.New(t, 1, topic, dlqT)
+	h := newHarness(t, k)
+	produceTxn(t, k, "calls-1", true, records("c", 10))
+	produceTxn(t, k, "calls-2", false, records("x", 5))
+	produceTxn(t, k, "calls-3", true, records("d", 10))
+	open := beginTxn(t, k, "calls-4", records("o", 5))
+	addr := freeAddr(t)
+	h.start(withFastTimeouts(map[string]string{"ENRICHER_HTTP_ADDR": addr}))
+
+	// 10 + marker, 5 + marker, 10 + marker; the open transaction after.
+	const endOffset = 28
+	kafkatest.Eventually(t, 30*time.Second, "20 events", func() bool { return len(h.capture.UUIDs()) >= 20 })
+	time.Sleep(time.Second) // for events that should not come, and the next commit
+	if got := len(h.capture.UUIDs()); got != 20 {
+		t.Errorf("%d events delivered, want the 20 of the committed transactions", got)
+	}
+	if got := k.Committed(group, topic)[0]; got != endOffset {
+		t.Errorf("committed offset %d, want %d, the end of the partition", got, endOffset)
+	}
+	// Probed as an orchestrator does, for twice the progress timeout.
+	for deadline := time.Now().Add(2 * 3 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if code, body := probe(addr, "/healthz"); code != http.StatusOK {
+			t.Fatalf("healthz after the last transaction = %d %q, want 200", code, body)
+		}
+	}
+	_, metrics := probe(addr, "/metrics")
+	if lag, _ := sample(metrics, `enricher_consumer_lag_records{partition="0",topic="llm-calls"}`); lag != 0 {
+		t.Errorf("lag = %v after everything committed is delivered, want 0", lag)
+	}
+
+	endTxn(t, open, true)
+	kafkatest.Eventually(t, 30*time.Second, "commit past the last transaction", func() bool {
+		return k.Committed(group, topic)[0] == endOffset+6
+	})
+	if got := len(h.capture.UUIDs()); got != 25 {
+		t.Errorf("%d events delivered once the open transaction committed, want 25", got)
+	}
+}
