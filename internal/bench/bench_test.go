@@ -85,3 +85,46 @@ func TestRunSmallEnricher(t *testing.T) {
 		t.Errorf("chart is not a PNG: starts with %q", png[:min(8, len(png))])
 	}
 }
+
+// The budget of a throughput target is the cores' time per record at the
+// target rate, less what posthog-go, consuming and the servers took.
+func TestBudgets(t *testing.T) {
+	rep := Report{Machine: Machine{CPUs: 2}, Results: []Result{
+		{Name: ConfigBare, RecordsPerSec: 200_000, CPUPerRecord: 4 * time.Microsecond},
+		{Name: ConfigPostHog, RecordsPerSec: 50_000, CPUPerRecord: 25 * time.Microsecond, ServerCPUPerRecord: 7 * time.Microsecond},
+		{Name: ConfigNaive, RecordsPerSec: 20_000, CPUPerRecord: 60 * time.Microsecond},
+		{Name: ConfigEnricher, RecordsPerSec: 30_000, CPUPerRecord: 50 * time.Microsecond, ServerCPUPerRecord: 10 * time.Microsecond},
+	}}
+	got := rep.Budgets()
+	if len(got) != 2 {
+		t.Fatalf("got %d budgets, want 2: %+v", len(got), got)
+	}
+	// 0.9 × 50,000 = 45,000 records/s: 2 s / 45,000 = 44.4 µs, less 25,
+	// 4 and 10.
+	b := got[0]
+	if b.Rate != 45_000 {
+		t.Errorf("rate for (d)/(b) = %v, want 45000", b.Rate)
+	}
+	if want := 44444 * time.Nanosecond; b.PerRecord != want {
+		t.Errorf("per record for (d)/(b) = %v, want %v", b.PerRecord, want)
+	}
+	if want := 5444 * time.Nanosecond; b.Left != want {
+		t.Errorf("left for (d)/(b) = %v, want %v", b.Left, want)
+	}
+	if want := 21 * time.Microsecond; b.Measured != want {
+		t.Errorf("measured own work = %v, want %v", b.Measured, want)
+	}
+	// 1.8 × 20,000 = 36,000 records/s: 55.6 µs, less 39.
+	c := got[1]
+	if want := 16555 * time.Nanosecond; c.Left != want {
+		t.Errorf("left for (d)/(c) = %v, want %v", c.Left, want)
+	}
+
+	var md bytes.Buffer
+	rep.writeBudgets(&md)
+	for _, want := range []string{"| = left for decoding, enriching and committing | 5.4 | 16.6 |", "d-enricher 1.80"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("budget table lacks %q:\n%s", want, md.String())
+		}
+	}
+}

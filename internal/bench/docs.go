@@ -95,6 +95,7 @@ func (r *Report) WriteMarkdown(w io.Writer, command string) {
 	}
 	fmt.Fprintln(w)
 	r.writeTargets(w)
+	r.writeBudgets(w)
 	if mem := r.Memory; mem != nil {
 		fmt.Fprintf(w, "\nMemory run: a backlog of %d records, the capture server responding to each request after %s, "+
 			"the enricher with its default settings for %s: %d events delivered, peak RSS %d MiB (VmHWM)%s.\n",

@@ -47,6 +47,10 @@ func (r *Report) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "%s / %s = %.2f\n", p[0], p[1], v)
 		}
 	}
+	for _, bu := range r.Budgets() {
+		fmt.Fprintf(w, "%s leaves %.1f us/record for decoding, enriching and committing; d-enricher spent %.1f\n",
+			bu.Target, us(bu.Left), us(bu.Measured))
+	}
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "memory: backlog %d, capture answering after %s, %s: delivered %d, peak RSS %d MiB%s\n",
 			m.Backlog, m.Delay, m.Duration, m.Delivered, m.PeakRSS>>20, errSuffix(m.Err))
