@@ -109,6 +109,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		Hold:             ready,
 		Logger:           log,
 		Observer:         obs,
+		Skipped:          func(int) { prog.mark() },
 	}, consume.HandlerFunc(func(r *kgo.Record, done func(bool)) {
 		m.RecordStarted()
 		prog.mark()

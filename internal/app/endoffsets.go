@@ -53,9 +53,22 @@ func listEndOffsets(ctx context.Context, adm *kadm.Client, cons *consume.Consume
 	topics []string, timeout time.Duration, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// The consumer reads committed records only: its end is the last
-	// stable offset, which kadm calls the committed offset.
-	listed, err := adm.ListCommittedOffsets(ctx, topics...)
+	// The lag metrics count from the high watermark, so that records
+	// held up behind an open transaction show as lag. The backlog counts
+	// only what the consumer can read: up to the last stable offset, which
+	// kadm calls the committed offset.
+	listEach(ctx, adm.ListEndOffsets, topics, log, func(o kadm.ListedOffset) {
+		obs.HighWatermark(o.Topic, o.Partition, o.Offset)
+	})
+	listEach(ctx, adm.ListCommittedOffsets, topics, log, func(o kadm.ListedOffset) {
+		cons.SetEndOffset(o.Topic, o.Partition, o.Offset)
+	})
+}
+
+// listEach calls fn with each offset that list returns.
+func listEach(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error),
+	topics []string, log *slog.Logger, fn func(kadm.ListedOffset)) {
+	listed, err := list(ctx, topics...)
 	if err != nil {
 		// The connection check reports an unreachable cluster; this is
 		// only the detail.
@@ -67,7 +80,6 @@ func listEndOffsets(ctx context.Context, adm *kadm.Client, cons *consume.Consume
 			log.Debug("listing end offset failed", "err", o.Err, "topic", o.Topic, "partition", o.Partition)
 			return
 		}
-		cons.SetEndOffset(o.Topic, o.Partition, o.Offset)
-		obs.EndOffset(o.Topic, o.Partition, o.Offset)
+		fn(o)
 	})
 }

@@ -8,9 +8,9 @@ import (
 )
 
 // progress decides liveness. The enricher is live unless records have
-// waited for longer than timeout without any progress: no record polled or
-// resolved, and no response from PostHog. An idle enricher, with nothing
-// waiting, is always live.
+// waited for longer than timeout without any progress: no record or
+// transaction marker polled, no record resolved, and no response from
+// PostHog. An idle enricher, with nothing waiting, is always live.
 //
 // Commits play no part. A commit that fails, during a rebalance or not, is
 // retried on the next tick, and the lag metric shows it.

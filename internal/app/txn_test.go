@@ -2,11 +2,14 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/llm-enricher/enricher/internal/kafkatest"
 )
@@ -49,9 +52,9 @@ func endTxn(t *testing.T, cl *kgo.Client, commit bool) {
 // Records of a transactional producer: those of an aborted transaction
 // never become events, those of an open one wait for its commit, and the
 // transaction markers, which are no records, do not keep the partition
-// behind. The group commits to the end of the partition, the lag is zero,
-// and the enricher stays live past the progress timeout, also while a
-// transaction is open.
+// behind. The group commits to the end of the partition, and the enricher
+// stays live past the progress timeout, also while a transaction is open.
+// The open transaction's records count as lag until they are delivered.
 func TestTransactionalRecords(t *testing.T) {
 	k := kafkatest.New(t, 1, topic, dlqT)
 	h := newHarness(t, k)
@@ -78,9 +81,13 @@ func TestTransactionalRecords(t *testing.T) {
 			t.Fatalf("healthz after the last transaction = %d %q, want 200", code, body)
 		}
 	}
-	_, metrics := probe(addr, "/metrics")
-	if lag, _ := sample(metrics, `enricher_consumer_lag_records{partition="0",topic="llm-calls"}`); lag != 0 {
-		t.Errorf("lag = %v after everything committed is delivered, want 0", lag)
+	lag := func() float64 {
+		_, metrics := probe(addr, "/metrics")
+		v, _ := sample(metrics, `enricher_consumer_lag_records{partition="0",topic="llm-calls"}`)
+		return v
+	}
+	if got := lag(); got != 5 {
+		t.Errorf("lag = %v while a transaction of 5 records is open, want 5", got)
 	}
 
 	endTxn(t, open, true)
@@ -89,5 +96,50 @@ func TestTransactionalRecords(t *testing.T) {
 	})
 	if got := len(h.capture.UUIDs()); got != 25 {
 		t.Errorf("%d events delivered once the open transaction committed, want 25", got)
+	}
+	kafkatest.Eventually(t, 10*time.Second, "lag 0", func() bool { return lag() == 0 })
+}
+
+// A long run of aborted transactions: the poll loop reads nothing it hands
+// on, but each marker it passes is progress, so /healthz stays live while
+// the enricher works through them. Each transaction holds one record of
+// 700 KB that does not compress, so a fetch (1 MiB per partition) brings
+// about one transaction. Each fetch waits 200 ms at the broker, so reading
+// them all takes longer than the progress timeout.
+func TestAbortedTransactionsAreProgress(t *testing.T) {
+	k := kafkatest.New(t, 1, topic, dlqT)
+	h := newHarness(t, k)
+	k.ProduceValues(topic, records("p", 1)...)
+	const aborted = 25
+	for i := range aborted {
+		big := make([]byte, 700<<10)
+		rand.Read(big)
+		produceTxn(t, k, "calls-"+strconv.Itoa(i), false, [][]byte{big})
+	}
+	k.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		k.SleepControl(func() { time.Sleep(200 * time.Millisecond) })
+		return nil, nil, false
+	})
+	addr := freeAddr(t)
+	start := time.Now()
+	h.start(withFastTimeouts(map[string]string{"ENRICHER_HTTP_ADDR": addr}))
+
+	const endOffset = 1 + 2*aborted // the plain record, then record and marker
+	for k.Committed(group, topic)[0] != endOffset {
+		if time.Since(start) > time.Minute {
+			t.Fatalf("committed offset %d after a minute, want %d", k.Committed(group, topic)[0], endOffset)
+		}
+		if code, body := probe(addr, "/healthz"); code != http.StatusOK {
+			t.Fatalf("healthz at %s, with the commit at %d of %d: %d %q, want 200",
+				time.Since(start).Round(time.Millisecond), k.Committed(group, topic)[0], endOffset, code, body)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if took := time.Since(start); took < 3*time.Second {
+		t.Errorf("read the aborted transactions in %s, within the 3 s progress timeout: the test shows nothing", took)
+	}
+	if got := len(h.capture.UUIDs()); got != 1 {
+		t.Errorf("%d events delivered, want the 1 plain record", got)
 	}
 }

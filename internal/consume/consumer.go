@@ -61,6 +61,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer, when set, is told about progress. See Observer.
 	Observer Observer
+	// Skipped, when set, is called with the number of polled records that
+	// were resolved without being handed to the Handler: the markers that
+	// end transactions. Like a handed record, each moves the partition on.
+	Skipped func(n int)
 }
 
 // Observer receives consumer progress, for metrics and health.
@@ -69,9 +73,9 @@ type Observer interface {
 	Polled(n int)
 	// Committed is called after a successful commit of a partition.
 	Committed(topic string, partition int32, offset int64)
-	// EndOffset is called with each partition's end offset as fetched:
-	// the last stable offset, as the consumer reads committed records.
-	EndOffset(topic string, partition int32, offset int64)
+	// HighWatermark is called with each partition's high watermark as
+	// fetched.
+	HighWatermark(topic string, partition int32, offset int64)
 	// Assigned and Revoked are called as the group moves partitions.
 	Assigned(topic string, partitions []int32)
 	Revoked(topic string, partitions []int32)
@@ -176,11 +180,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.cl.AllowRebalance()
 			return nil
 		}
-		recs, failed := c.register(fetches)
+		recs, skipped, failed := c.register(fetches)
 		// Every polled record is registered: a rebalance may run from here
 		// on, and a revoke sees all records it has to wait for.
 		c.cl.AllowRebalance()
 		c.cfg.Observer.Polled(len(recs))
+		if skipped > 0 && c.cfg.Skipped != nil {
+			c.cfg.Skipped(skipped)
+		}
 
 		// A fetch error comes back at once on every poll until its cause
 		// goes away, so a poll that brought only errors waits before the
@@ -210,34 +217,35 @@ const (
 	maxFetchBackoff = 5 * time.Second
 )
 
-// register tracks the polled records of assigned partitions and returns
-// them, and whether any partition reported a fetch error.
-func (c *Consumer) register(fetches kgo.Fetches) (recs []*kgo.Record, failed bool) {
+// register tracks the polled records of assigned partitions, and returns
+// the records to hand over, how many records it resolved itself, and
+// whether any partition reported a fetch error.
+func (c *Consumer) register(fetches kgo.Fetches) (recs []*kgo.Record, skipped int, failed bool) {
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if p.Err != nil {
 			failed = c.fetchError(p) || failed
 			return
 		}
-		end := readableEnd(p.FetchPartition)
-		c.cfg.Observer.EndOffset(p.Topic, p.Partition, end)
+		c.cfg.Observer.HighWatermark(p.Topic, p.Partition, p.HighWatermark)
 		part := c.partition(p.Topic, p.Partition)
 		if part == nil {
 			return
 		}
 		for _, r := range p.Records {
-			if !part.add(r) {
-				continue
-			}
 			if r.Attrs.IsControl() {
-				// A transaction marker is resolved as it is polled.
-				part.resolve(r.Offset)
+				// A transaction marker needs no handling.
+				if part.skip(r) {
+					skipped++
+				}
 				continue
 			}
-			recs = append(recs, r)
+			if part.add(r) {
+				recs = append(recs, r)
+			}
 		}
-		part.setEnd(end)
+		part.setEnd(readableEnd(p.FetchPartition))
 	})
-	return recs, failed
+	return recs, skipped, failed
 }
 
 // readableEnd returns the end of what a read-committed consumer can read
@@ -341,10 +349,12 @@ func (c *Consumer) Drain(ctx context.Context) int {
 }
 
 // Backlog returns how many records of the assigned partitions are not yet
-// resolved: handed to the Handler and not done, or behind the end offset
-// and not yet polled. For a partition with nothing polled since
-// it was assigned, those records count from the group's committed offset.
-// A partition that the group never committed counts none of them.
+// resolved: handed to the Handler and not done, or behind the last stable
+// offset and not yet polled. Records of an open transaction, and those
+// after them, do not count: no consumer can read them until it ends. For
+// a partition with nothing polled since it was assigned, those records
+// count from the group's committed offset. A partition that the group
+// never committed counts none of them.
 func (c *Consumer) Backlog() int64 {
 	committed := c.cl.CommittedOffsets()
 	c.mu.Lock()
@@ -362,9 +372,9 @@ func (c *Consumer) Backlog() int64 {
 	return n
 }
 
-// SetEndOffset records the end offset of a partition as listed by a
-// broker, so that Backlog counts records that no fetch has reported, as
-// when the poll loop is stuck. Offsets of partitions not assigned are
+// SetEndOffset records the last stable offset of a partition as listed
+// by a broker, so that Backlog counts records that no fetch has reported,
+// as when the poll loop is stuck. Offsets of partitions not assigned are
 // ignored.
 func (c *Consumer) SetEndOffset(topic string, part int32, offset int64) {
 	if p := c.partition(topic, part); p != nil {
@@ -401,8 +411,8 @@ func (c *Consumer) Close(ctx context.Context) {
 
 type nopObserver struct{}
 
-func (nopObserver) Polled(int)                     {}
-func (nopObserver) Committed(string, int32, int64) {}
-func (nopObserver) EndOffset(string, int32, int64) {}
-func (nopObserver) Assigned(string, []int32)       {}
-func (nopObserver) Revoked(string, []int32)        {}
+func (nopObserver) Polled(int)                         {}
+func (nopObserver) Committed(string, int32, int64)     {}
+func (nopObserver) HighWatermark(string, int32, int64) {}
+func (nopObserver) Assigned(string, []int32)           {}
+func (nopObserver) Revoked(string, []int32)            {}

@@ -27,8 +27,8 @@ type partition struct {
 	committed int64
 	// polled is the offset after the last polled record, or -1.
 	polled int64
-	// end is the highest end offset seen, from fetches or listed end
-	// offsets, or -1.
+	// end is the highest last stable offset seen, from fetches or listed
+	// offsets, or -1: the end of what the consumer can read.
 	end int64
 	// revoked is set once the partition is revoked or lost. Resolutions
 	// that arrive later change nothing.
@@ -62,7 +62,29 @@ func (p *partition) add(r *kgo.Record) bool {
 	return true
 }
 
-// setEnd records an end offset. An older, lower one changes nothing.
+// skip registers a polled record that needs no handling, such as a
+// transaction marker, as resolved. Behind an unresolved record, a run of
+// such records takes one entry of pending, so that pending stays bounded
+// by the records in flight however many markers follow them.
+func (p *partition) skip(r *kgo.Record) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.revoked {
+		return false
+	}
+	p.polled = r.Offset + 1
+	switch n := len(p.pending); {
+	case n == 0:
+		p.next, p.nextEpoch = r.Offset+1, r.LeaderEpoch
+	case p.pending[n-1].resolved:
+		p.pending[n-1].offset, p.pending[n-1].epoch = r.Offset, r.LeaderEpoch
+	default:
+		p.pending = append(p.pending, entry{offset: r.Offset, epoch: r.LeaderEpoch, resolved: true})
+	}
+	return true
+}
+
+// setEnd records a last stable offset. An older, lower one changes nothing.
 func (p *partition) setEnd(offset int64) {
 	p.mu.Lock()
 	p.end = max(p.end, offset)

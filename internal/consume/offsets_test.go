@@ -130,3 +130,34 @@ func TestPartitionBacklog(t *testing.T) {
 		t.Fatalf("backlog with everything resolved = %d, want 0", n)
 	}
 }
+
+// Transaction markers behind an unresolved record take one entry of
+// pending however many there are, and the commit passes them once the
+// record resolves. A marker with nothing pending moves the commit at once.
+func TestPartitionSkippedMarkersStayBounded(t *testing.T) {
+	p := newPartition()
+	p.skip(&kgo.Record{Offset: 0, LeaderEpoch: 3})
+	wantCommittable(t, p, 1)
+
+	addOffsets(p, 1)
+	for o := int64(2); o < 1002; o++ {
+		p.skip(&kgo.Record{Offset: o, LeaderEpoch: 3})
+	}
+	if n := len(p.pending); n != 2 {
+		t.Errorf("%d pending entries behind one unresolved record, want 2", n)
+	}
+	addOffsets(p, 1002)
+	p.skip(&kgo.Record{Offset: 1003, LeaderEpoch: 3})
+	if n := len(p.pending); n != 4 {
+		t.Errorf("%d pending entries, want 4: record, markers, record, marker", n)
+	}
+	wantCommittable(t, p, 1)
+
+	p.resolve(1)
+	wantCommittable(t, p, 1002)
+	p.resolve(1002)
+	wantCommittable(t, p, 1004)
+	if n := p.backlog(-1); n != 0 {
+		t.Errorf("backlog = %d with everything resolved, want 0", n)
+	}
+}

@@ -6,7 +6,7 @@ import (
 )
 
 // Consumer implements consume.Observer: it exports the committed offset,
-// end offset and lag of each assigned partition, and the size of each
+// high watermark and lag of each assigned partition, and the size of each
 // poll. Series of a partition are removed when the partition is revoked.
 type Consumer struct {
 	m *Metrics
@@ -74,8 +74,8 @@ func (c *Consumer) Committed(topic string, partition int32, offset int64) {
 	})
 }
 
-// EndOffset implements consume.Observer.
-func (c *Consumer) EndOffset(topic string, partition int32, offset int64) {
+// HighWatermark implements consume.Observer.
+func (c *Consumer) HighWatermark(topic string, partition int32, offset int64) {
 	c.update(topic, partition, func(o *offsets) {
 		o.end = max(o.end, offset)
 		c.m.end.WithLabelValues(topic, o.label).Set(float64(o.end))

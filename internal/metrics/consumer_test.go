@@ -34,14 +34,14 @@ func count(c prometheus.Collector) int {
 	return len(ch)
 }
 
-// Lag is the end offset minus the committed offset: the group's offset
+// Lag is the high watermark minus the committed offset: the group's offset
 // from joining until this member commits, then its own commits.
 func TestConsumerLag(t *testing.T) {
 	m := newTestMetrics(t)
 	c := m.Consumer(func(topic string, p int32) (int64, bool) { return 40, topic == "t" && p == 1 })
 	c.Assigned("t", []int32{1, 2})
 
-	c.EndOffset("t", 1, 100)
+	c.HighWatermark("t", 1, 100)
 	if got := value(t, m.lag.WithLabelValues("t", "1")); got != 60 {
 		t.Errorf("lag from the group's offset = %v, want 60", got)
 	}
@@ -54,7 +54,7 @@ func TestConsumerLag(t *testing.T) {
 		t.Errorf("committed offset = %v, want 90: offsets never move back", got)
 	}
 
-	c.EndOffset("t", 2, 5) // no group offset and no commit yet
+	c.HighWatermark("t", 2, 5) // no group offset and no commit yet
 	if n := count(m.lag); n != 1 {
 		t.Errorf("%d lag series, want 1: partition 2 has no known committed offset", n)
 	}
@@ -66,12 +66,12 @@ func TestConsumerRevokeRemovesSeries(t *testing.T) {
 	m := newTestMetrics(t)
 	c := m.Consumer(nil)
 	c.Assigned("t", []int32{0})
-	c.EndOffset("t", 0, 10)
+	c.HighWatermark("t", 0, 10)
 	c.Committed("t", 0, 10)
 	c.Revoked("t", []int32{0})
 	c.Committed("t", 0, 10)
-	c.EndOffset("t", 0, 12)
-	for name, v := range map[string]*prometheus.GaugeVec{"lag": m.lag, "committed": m.committed, "end offset": m.end} {
+	c.HighWatermark("t", 0, 12)
+	for name, v := range map[string]*prometheus.GaugeVec{"lag": m.lag, "committed": m.committed, "high watermark": m.end} {
 		if n := count(v); n != 0 {
 			t.Errorf("%d %s series after the revoke, want 0", n, name)
 		}

@@ -93,11 +93,11 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"topic", "partition"}),
 		end: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "high_watermark_offset",
-			Help: "End offset per assigned partition: the last stable offset, which is the high watermark unless a transaction is open. From fetches and from listed end offsets.",
+			Help: "High watermark per assigned partition, from fetches and from listed end offsets.",
 		}, []string{"topic", "partition"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "consumer_lag_records",
-			Help: "End offset minus committed offset, per assigned partition: records not yet committed.",
+			Help: "High watermark minus committed offset, per assigned partition: records not yet committed.",
 		}, []string{"topic", "partition"}),
 	}
 	// Series of every reason exist from the start, so that rates and
