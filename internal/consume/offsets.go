@@ -18,8 +18,13 @@ import (
 type partition struct {
 	mu sync.Mutex
 	// pending holds the unresolved records, and the resolved ones behind
-	// the first unresolved record, in offset order.
+	// the first unresolved record, in offset order. A run of resolved
+	// records may share one entry, which holds the run's last offset.
 	pending []entry
+	// compactAt is the length of pending at which add merges its runs of
+	// resolved entries, so that pending stays bounded by the unresolved
+	// records however many resolve behind one that does not.
+	compactAt int
 	// next is the offset after the last record that left pending.
 	next      int64
 	nextEpoch int32
@@ -57,9 +62,32 @@ func (p *partition) add(r *kgo.Record) bool {
 	if p.revoked {
 		return false
 	}
+	if len(p.pending) >= max(p.compactAt, minCompact) {
+		p.compact()
+		p.compactAt = 2 * len(p.pending)
+	}
 	p.pending = append(p.pending, entry{offset: r.Offset, epoch: r.LeaderEpoch})
 	p.polled = r.Offset + 1
 	return true
+}
+
+// minCompact is the shortest pending that add compacts.
+const minCompact = 1024
+
+// compact merges each run of resolved entries into its last entry. Once a
+// run's first record is the oldest, the run leaves pending at once, and
+// next becomes the offset after the run, as it would without the merge.
+func (p *partition) compact() {
+	out := p.pending[:0]
+	for _, e := range p.pending {
+		if n := len(out); n > 0 && e.resolved && out[n-1].resolved {
+			out[n-1] = e
+			continue
+		}
+		out = append(out, e)
+	}
+	clear(p.pending[len(out):])
+	p.pending = out
 }
 
 // skip registers a polled record that needs no handling, such as a

@@ -161,3 +161,39 @@ func TestPartitionSkippedMarkersStayBounded(t *testing.T) {
 		t.Errorf("backlog = %d with everything resolved, want 0", n)
 	}
 }
+
+// Records that resolve behind one that does not stay bounded in pending:
+// runs of them are merged, and the commit lands where it would without
+// the merge once the first record resolves.
+func TestPartitionResolvedBehindUnresolvedStayBounded(t *testing.T) {
+	p := newPartition()
+	addOffsets(p, 0)
+	for o := int64(1); o <= 100_000; o++ {
+		addOffsets(p, o)
+		if o%1000 != 0 {
+			p.resolve(o)
+		}
+	}
+	// Unresolved: 0 and every thousandth, 101 in all.
+	if n := p.unresolved(); n != 101 {
+		t.Fatalf("%d unresolved, want 101", n)
+	}
+	if n := len(p.pending); n > 4*101+minCompact {
+		t.Errorf("%d pending entries for 101 unresolved records, want at most %d", n, 4*101+minCompact)
+	}
+	wantCommittable(t, p, -1)
+
+	p.resolve(0)
+	wantCommittable(t, p, 1000)
+	p.resolve(2000)
+	wantCommittable(t, p, 1000)
+	p.resolve(1000)
+	wantCommittable(t, p, 3000)
+	for o := int64(3000); o <= 100_000; o += 1000 {
+		p.resolve(o)
+	}
+	wantCommittable(t, p, 100_001)
+	if n := len(p.pending); n != 0 {
+		t.Errorf("%d pending entries with everything resolved, want 0", n)
+	}
+}
