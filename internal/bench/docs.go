@@ -77,9 +77,10 @@ func (r *Report) UpdateDocs(path, command string) error {
 func (r *Report) WriteMarkdown(w io.Writer, command string) {
 	m := r.Machine
 	fmt.Fprintf(w, "Measured on %s with `%s`: %d cores (`nproc`), %s, %s. The run took %s. "+
-		"The 1-minute load average was %s before and %s after the run", r.Started.UTC().Format("2006-01-02"),
+		"The 1-minute load average was %s before the run and %s after it. ", r.Started.UTC().Format("2006-01-02"),
 		command, m.CPUs, m.CPUModel, m.GoVersion, r.Took.Round(time.Second), m.LoadBefore, m.LoadAfter)
-	fmt.Fprintf(w, "; above %d, other processes shared the cores. Records average %d bytes.\n\n", m.CPUs, r.AvgRecord)
+	fmt.Fprintf(w, "The run's own processes raise it to about %d; a value well above 0 before the run means that other work shared the cores. "+
+		"Records average %d bytes.\n\n", m.CPUs, r.AvgRecord)
 
 	fmt.Fprintf(w, "Each throughput figure is the median of %d rounds; the rounds ran every configuration in turn.\n\n", max(1, r.Options.Rounds))
 	fmt.Fprintln(w, "| configuration | records/s | rounds' range | MB/s in | CPU µs/record | allocs/record | peak RSS MiB | latency p50 | latency p99 | at records/s | broker and servers CPU µs/record |")
