@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/llm-enricher/enricher/internal/capturetest"
-	"github.com/llm-enricher/enricher/internal/config"
 	"github.com/llm-enricher/enricher/internal/dlq"
 	"github.com/llm-enricher/enricher/internal/event"
 	"github.com/llm-enricher/enricher/internal/kafkatest"
@@ -135,20 +134,6 @@ func TestTooLargeDeadLetterWaits(t *testing.T) {
 	time.Sleep(time.Second) // two commit intervals
 	if got := k.Committed(group, topic)[0]; got > 0 {
 		t.Errorf("committed offset %d, want nothing past the record that waits", got)
-	}
-}
-
-// franz-go takes the largest dead-letter limit the configuration allows,
-// and rejects one byte more: the configuration's bound is franz-go's.
-func TestDLQMaxMessageBytesBoundIsFranzGos(t *testing.T) {
-	for size, ok := range map[int32]bool{config.MaxDLQMessageBytes: true, config.MaxDLQMessageBytes + 1: false} {
-		cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.ProducerBatchMaxBytes(size))
-		if err == nil {
-			cl.Close()
-		}
-		if (err == nil) != ok {
-			t.Errorf("batch limit %d: client error %v, want accepted %v", size, err, ok)
-		}
 	}
 }
 

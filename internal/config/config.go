@@ -178,11 +178,6 @@ func Load() (Config, error) {
 	return Parse(env.ToMap(os.Environ()))
 }
 
-// MaxDLQMessageBytes is the largest ENRICHER_DLQ_MAX_MESSAGE_BYTES. franz-go
-// writes at most 100 MiB to a broker at once, Kafka's default
-// socket.request.max.bytes, and rejects a larger batch limit.
-const MaxDLQMessageBytes = 100 << 20
-
 // Parse is Load on the given environment, a map from variable to value.
 func Parse(environ map[string]string) (Config, error) {
 	var c Config
@@ -289,8 +284,8 @@ func (c *Config) Validate() error {
 	} else if slices.Contains(c.Kafka.Topics, c.DLQTopic) {
 		add("DLQ_TOPIC", "%q is also a source topic in ENRICHER_KAFKA_TOPICS", c.DLQTopic)
 	}
-	if c.DLQMaxMessageBytes < 1<<10 || c.DLQMaxMessageBytes > MaxDLQMessageBytes {
-		add("DLQ_MAX_MESSAGE_BYTES", "%d must be between 1024 and 104857600 (100 MiB)", c.DLQMaxMessageBytes)
+	if c.DLQMaxMessageBytes < 1<<10 || c.DLQMaxMessageBytes > 1<<30 {
+		add("DLQ_MAX_MESSAGE_BYTES", "%d must be between 1024 and 1073741824", c.DLQMaxMessageBytes)
 	}
 	if c.RevokeTimeout <= 0 || c.RevokeTimeout >= c.Kafka.RebalanceTimeout {
 		add("REVOKE_TIMEOUT", "%s must be positive and shorter than ENRICHER_KAFKA_REBALANCE_TIMEOUT (%s), or the group evicts the member while it delivers", c.RevokeTimeout, c.Kafka.RebalanceTimeout)
