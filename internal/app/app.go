@@ -97,11 +97,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	)
 	obs := m.Consumer(func(topic string, part int32) (int64, bool) { return groupOffset(cons, topic, part) })
 	cons, err = consume.New(consume.Config{
-		Opts: append(kafkaOpts(cfg, connOpts, log),
-			kgo.WithHooks(kafkaMetrics(reg)),
-			// The consumer's client writes the dead letters, which can be
-			// as large as the records it reads.
-			kgo.ProducerBatchMaxBytes(int32(cfg.DLQMaxMessageBytes))),
+		Opts:             append(kafkaOpts(cfg, connOpts, log), kgo.WithHooks(kafkaMetrics(reg))),
 		Topics:           cfg.Kafka.Topics,
 		Group:            cfg.Kafka.Group,
 		RebalanceTimeout: cfg.Kafka.RebalanceTimeout,

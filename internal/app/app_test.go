@@ -2,10 +2,7 @@ package app
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
-	"fmt"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,7 +16,6 @@ import (
 	"github.com/llm-enricher/enricher/internal/dlq"
 	"github.com/llm-enricher/enricher/internal/event"
 	"github.com/llm-enricher/enricher/internal/kafkatest"
-	"github.com/llm-enricher/enricher/internal/testsupport"
 )
 
 func TestDeliversAndCommits(t *testing.T) {
@@ -83,58 +79,6 @@ func TestPoisonRecordsDeadLettered(t *testing.T) {
 		}
 	}
 	kafkatest.Eventually(t, 10*time.Second, "commit past the poison records", func() bool { return k.Committed(group, topic)[0] == 4 })
-}
-
-// A bad record larger than the producer's default batch limit, on topics
-// that take records of 8 MiB, goes to the dead-letter topic unchanged once
-// ENRICHER_DLQ_MAX_MESSAGE_BYTES is raised to the topic's limit, and its
-// partition moves on.
-func TestLargeBadRecordDeadLettered(t *testing.T) {
-	const maxBytes = 8 << 20
-	k := kafkatest.NewWith(t, []kfake.Opt{kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(maxBytes)})}, 1, topic, dlqT)
-	h := newHarness(t, k)
-	// 3 MiB of random bytes: not JSON, and not smaller once compressed.
-	bad := make([]byte, 3<<20)
-	rand.Read(bad)
-	k.ProduceValues(topic, bad, records("r", 1)[0])
-	h.start(map[string]string{"ENRICHER_DLQ_MAX_MESSAGE_BYTES": strconv.Itoa(maxBytes)})
-
-	kafkatest.Eventually(t, 30*time.Second, "R delivered", func() bool { return len(h.capture.UUIDs()) == 1 })
-	dead := k.ReadAll(dlqT, 1, 20*time.Second)
-	if len(dead) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(dead))
-	}
-	if !bytes.Equal(dead[0].Value, bad) {
-		t.Errorf("dead letter value of %d bytes differs from the %d-byte record", len(dead[0].Value), len(bad))
-	}
-	kafkatest.Eventually(t, 10*time.Second, "commit past the bad record", func() bool { return k.Committed(group, topic)[0] == 2 })
-}
-
-// With the default limit, the same record cannot be dead-lettered: its
-// partition waits, commits nothing past it, and an error names the limits
-// to raise.
-func TestTooLargeDeadLetterWaits(t *testing.T) {
-	k := kafkatest.NewWith(t, []kfake.Opt{kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(8 << 20)})}, 1, topic, dlqT)
-	h := newHarness(t, k)
-	var logs testsupport.Buffer
-	h.logHook = func(r slog.Record) {
-		if r.Level >= slog.LevelError {
-			fmt.Fprintln(&logs, r.Message)
-		}
-	}
-	bad := make([]byte, 3<<20)
-	rand.Read(bad)
-	k.ProduceValues(topic, bad, records("r", 1)[0])
-	h.start(nil)
-
-	kafkatest.Eventually(t, 30*time.Second, "R delivered", func() bool { return len(h.capture.UUIDs()) == 1 })
-	kafkatest.Eventually(t, 10*time.Second, "an error naming the limits", func() bool {
-		return strings.Contains(logs.String(), "ENRICHER_DLQ_MAX_MESSAGE_BYTES") && strings.Contains(logs.String(), "max.message.bytes")
-	})
-	time.Sleep(time.Second) // two commit intervals
-	if got := k.Committed(group, topic)[0]; got > 0 {
-		t.Errorf("committed offset %d, want nothing past the record that waits", got)
-	}
 }
 
 func headerMap(r *kgo.Record) map[string]string {

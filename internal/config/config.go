@@ -52,10 +52,6 @@ type Config struct {
 	// DLQTopic receives records that can never become events, unchanged.
 	// It must exist; the enricher does not create it.
 	DLQTopic string `env:"DLQ_TOPIC" envDefault:"llm-calls.dlq"`
-	// DLQMaxMessageBytes bounds a record batch written to the dead-letter
-	// topic, and so the largest record it can take. It mirrors the topic's
-	// max.message.bytes; the default is Kafka's.
-	DLQMaxMessageBytes int `env:"DLQ_MAX_MESSAGE_BYTES" envDefault:"1048588"`
 
 	// Sink is where events go: "posthog", or "stdout" for JSON lines on
 	// standard output (dry runs). Empty means posthog, except in embedded
@@ -283,9 +279,6 @@ func (c *Config) Validate() error {
 		add("DLQ_TOPIC", "must not be empty")
 	} else if slices.Contains(c.Kafka.Topics, c.DLQTopic) {
 		add("DLQ_TOPIC", "%q is also a source topic in ENRICHER_KAFKA_TOPICS", c.DLQTopic)
-	}
-	if c.DLQMaxMessageBytes < 1<<10 || c.DLQMaxMessageBytes > 1<<30 {
-		add("DLQ_MAX_MESSAGE_BYTES", "%d must be between 1024 and 1073741824", c.DLQMaxMessageBytes)
 	}
 	if c.RevokeTimeout <= 0 || c.RevokeTimeout >= c.Kafka.RebalanceTimeout {
 		add("REVOKE_TIMEOUT", "%s must be positive and shorter than ENRICHER_KAFKA_REBALANCE_TIMEOUT (%s), or the group evicts the member while it delivers", c.RevokeTimeout, c.Kafka.RebalanceTimeout)

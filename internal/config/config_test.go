@@ -62,8 +62,6 @@ func TestEmptyRequiredValues(t *testing.T) {
 		"no brokers":            {func() map[string]string { e := valid(); delete(e, "ENRICHER_KAFKA_BROKERS"); return e }(), "ENRICHER_KAFKA_BROKERS"},
 		"bad host":              {with(valid(), "ENRICHER_POSTHOG_HOST", "us.i.posthog.com"), "ENRICHER_POSTHOG_HOST"},
 		"dlq is source":         {with(valid(), "ENRICHER_DLQ_TOPIC", "llm-calls"), "ENRICHER_DLQ_TOPIC"},
-		"tiny dlq message":      {with(valid(), "ENRICHER_DLQ_MAX_MESSAGE_BYTES", "100"), "ENRICHER_DLQ_MAX_MESSAGE_BYTES"},
-		"huge dlq message":      {with(valid(), "ENRICHER_DLQ_MAX_MESSAGE_BYTES", "2147483647"), "ENRICHER_DLQ_MAX_MESSAGE_BYTES"},
 		"bad sink":              {with(valid(), "ENRICHER_SINK", "kafka"), "ENRICHER_SINK"},
 		"bad level":             {with(valid(), "ENRICHER_LOG_LEVEL", "loud"), "ENRICHER_LOG_LEVEL"},
 		"revoke too long":       {with(valid(), "ENRICHER_REVOKE_TIMEOUT", "60s"), "ENRICHER_REVOKE_TIMEOUT"},

@@ -4,12 +4,10 @@ package dlq
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -67,18 +65,9 @@ func (w *Writer) produce(ctx context.Context, r, src *kgo.Record, attempt int, d
 			return
 		}
 		delay := min(w.RetryMin<<min(attempt-1, 16), w.RetryMax)
-		if errors.Is(err, kerr.MessageTooLarge) {
-			// Retrying cannot help until the limits are raised, and the
-			// partition waits for this record: the log names the limits.
-			w.log.Error("the dead-letter topic does not take a record this large, and its partition waits: "+
-				"raise the topic's max.message.bytes above the record's size, and ENRICHER_DLQ_MAX_MESSAGE_BYTES with it (read at start)",
-				"err", err, "bytes", len(r.Value), "dlq_topic", w.topic, "topic", src.Topic, "partition", src.Partition,
-				"offset", src.Offset, "attempt", attempt, "retry_in", delay)
-		} else {
-			w.log.Warn("writing to the dead-letter topic failed; retrying",
-				"err", err, "dlq_topic", w.topic, "topic", src.Topic, "partition", src.Partition,
-				"offset", src.Offset, "attempt", attempt, "retry_in", delay)
-		}
+		w.log.Warn("writing to the dead-letter topic failed; retrying",
+			"err", err, "dlq_topic", w.topic, "topic", src.Topic, "partition", src.Partition,
+			"offset", src.Offset, "attempt", attempt, "retry_in", delay)
 		go func() {
 			t := time.NewTimer(delay)
 			defer t.Stop()

@@ -158,7 +158,6 @@ applies.
 {{- $_ = set $env "ENRICHER_KAFKA_SASL_OAUTH_TOKEN_FILE" $path }}
 {{- end }}
 {{- $_ = set $env "ENRICHER_DLQ_TOPIC" $v.dlq.topic }}
-{{- $_ = set $env "ENRICHER_DLQ_MAX_MESSAGE_BYTES" (int64 $v.dlq.maxMessageBytes | toString) }}
 {{- $_ = set $env "ENRICHER_SINK" $v.sink }}
 {{- $_ = set $env "ENRICHER_POSTHOG_HOST" $v.posthog.host }}
 {{- $_ = set $env "ENRICHER_POSTHOG_GZIP" (toString $v.posthog.gzip) }}
