@@ -123,11 +123,21 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		snk.Close(context.Background())
 		return err
 	}
+	// Dead letters above the consumer client's batch limit go through a
+	// client of their own, one at a time. It connects at its first write.
+	large, err := kgo.NewClient(append(kafkaOpts(cfg, connOpts, log),
+		kgo.ProducerBatchMaxBytes(dlq.LargeMaxBytes), kgo.ProducerLinger(0))...)
+	if err != nil {
+		cons.Client().Close()
+		snk.Close(context.Background())
+		return fmt.Errorf("creating the Kafka client for large dead letters: %w", err)
+	}
+	defer large.Close()
 	pipe = pipeline.New(work, pipeline.Config{
 		Decoder:  record.V1{},
 		Enricher: enricher,
 		Sink:     snk,
-		DLQ:      dlq.New(cons.Client(), cfg.DLQTopic, log),
+		DLQ:      dlq.New(cons.Client(), large, cfg.DLQTopic, log),
 		Logger:   log,
 		// One worker per core: decoding and posthog-go's serialisation
 		// are CPU work.

@@ -2,13 +2,18 @@ package app
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -16,6 +21,7 @@ import (
 	"github.com/llm-enricher/enricher/internal/dlq"
 	"github.com/llm-enricher/enricher/internal/event"
 	"github.com/llm-enricher/enricher/internal/kafkatest"
+	"github.com/llm-enricher/enricher/internal/testsupport"
 )
 
 func TestDeliversAndCommits(t *testing.T) {
@@ -79,6 +85,98 @@ func TestPoisonRecordsDeadLettered(t *testing.T) {
 		}
 	}
 	kafkatest.Eventually(t, 10*time.Second, "commit past the poison records", func() bool { return k.Committed(group, topic)[0] == 4 })
+}
+
+// Bad records larger than franz-go's default batch limit go to the
+// dead-letter topic unchanged, and their partition moves on. One is 3 MiB
+// that does not compress, on topics that take 8 MiB. The other is 3 MiB
+// that compresses to fit topics with Kafka's default limit of about 1 MiB.
+func TestLargeBadRecordsDeadLettered(t *testing.T) {
+	random := make([]byte, 3<<20)
+	rand.Read(random)
+	cases := map[string]struct {
+		brokerMax int
+		value     []byte
+	}{
+		"incompressible": {8 << 20, random},
+		"compressible":   {0, bytes.Repeat([]byte("x"), 3<<20)},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var opts []kfake.Opt
+			if tc.brokerMax > 0 {
+				opts = append(opts, kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(tc.brokerMax)}))
+			}
+			k := kafkatest.NewWith(t, opts, 1, topic, dlqT)
+			h := newHarness(t, k)
+			k.ProduceValues(topic, tc.value, records("r", 1)[0])
+			h.start(nil)
+
+			kafkatest.Eventually(t, 30*time.Second, "R delivered", func() bool { return len(h.capture.UUIDs()) == 1 })
+			dead := k.ReadAll(dlqT, 1, 20*time.Second)
+			if len(dead) != 1 {
+				t.Fatalf("%d dead letters, want 1", len(dead))
+			}
+			if !bytes.Equal(dead[0].Value, tc.value) {
+				t.Errorf("dead letter value of %d bytes differs from the %d-byte record", len(dead[0].Value), len(tc.value))
+			}
+			kafkatest.Eventually(t, 10*time.Second, "commit past the bad record", func() bool { return k.Committed(group, topic)[0] == 2 })
+		})
+	}
+}
+
+// Many small bad records at once: their dead letters share batches, and
+// no batch grows past what a topic with Kafka's default limit takes.
+func TestManySmallDeadLettersFitTheTopic(t *testing.T) {
+	k := kafkatest.New(t, 1, topic, dlqT)
+	h := newHarness(t, k)
+	bad := make([][]byte, 100)
+	for i := range bad {
+		bad[i] = make([]byte, 50<<10)
+		rand.Read(bad[i])
+	}
+	for i := 0; i < len(bad); i += 10 {
+		k.ProduceValues(topic, bad[i:i+10]...) // 500 KiB, under the topic's limit
+	}
+	h.start(nil)
+
+	if dead := k.ReadAll(dlqT, len(bad), 30*time.Second); len(dead) != len(bad) {
+		t.Fatalf("%d dead letters, want %d", len(dead), len(bad))
+	}
+	kafkatest.Eventually(t, 10*time.Second, "commit past the bad records", func() bool { return k.Committed(group, topic)[0] == int64(len(bad)) })
+}
+
+// A dead-letter topic that takes less than its source topic: a record too
+// large for it cannot be dead-lettered, so its partition waits, commits
+// nothing past it, and an error names the setting to raise.
+func TestTooLargeDeadLetterWaits(t *testing.T) {
+	k := kafkatest.NewWith(t, []kfake.Opt{kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(8 << 20)})}, 1, topic)
+	limit := "1048588"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(k.Client()).CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": &limit}, dlqT); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, k)
+	var logs testsupport.Buffer
+	h.logHook = func(r slog.Record) {
+		if r.Level >= slog.LevelError {
+			fmt.Fprintln(&logs, r.Message)
+		}
+	}
+	bad := make([]byte, 3<<20)
+	rand.Read(bad)
+	k.ProduceValues(topic, bad, records("r", 1)[0])
+	h.start(nil)
+
+	kafkatest.Eventually(t, 30*time.Second, "R delivered", func() bool { return len(h.capture.UUIDs()) == 1 })
+	kafkatest.Eventually(t, 10*time.Second, "an error naming max.message.bytes", func() bool {
+		return strings.Contains(logs.String(), "max.message.bytes")
+	})
+	time.Sleep(time.Second) // several commit intervals
+	if got := k.Committed(group, topic)[0]; got > 0 {
+		t.Errorf("committed offset %d, want nothing past the record that waits", got)
+	}
 }
 
 func headerMap(r *kgo.Record) map[string]string {

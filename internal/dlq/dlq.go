@@ -4,10 +4,12 @@ package dlq
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -19,6 +21,18 @@ const (
 	HeaderOffset    = "enricher.source.offset"
 )
 
+// BatchedMaxBytes is the largest dead letter, key, value and headers
+// together, that goes through the batching producer. It leaves room for
+// the record's framing within franz-go's default batch limit of 1,000,012
+// bytes, which is below Kafka's default max.message.bytes, so that a batch
+// of dead letters fits a topic with the default limit.
+const BatchedMaxBytes = 1_000_012 - 1<<10
+
+// LargeMaxBytes is the batch limit to give the producer of large dead
+// letters: franz-go's default limit on one write to a broker, 100 MiB,
+// which Kafka's default socket.request.max.bytes matches.
+const LargeMaxBytes = 100 << 20
+
 // Producer produces records; *kgo.Client implements it.
 type Producer interface {
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
@@ -28,14 +42,27 @@ type Producer interface {
 type Writer struct {
 	topic string
 	p     Producer
-	log   *slog.Logger
+	// large writes the dead letters above BatchedMaxBytes, one at a time,
+	// so that each is a batch of its own. The broker then checks the record
+	// alone, compressed, against the topic's max.message.bytes. Small dead
+	// letters never share a batch with a large one.
+	large Producer
+	// largeSlot holds a token while a large dead letter is being written.
+	largeSlot chan struct{}
+	log       *slog.Logger
 	// RetryMin and RetryMax bound the backoff between attempts.
 	RetryMin, RetryMax time.Duration
 }
 
-// New returns a writer to topic.
-func New(p Producer, topic string, log *slog.Logger) *Writer {
-	return &Writer{topic: topic, p: p, log: log, RetryMin: 500 * time.Millisecond, RetryMax: 30 * time.Second}
+// New returns a writer to topic that produces with p. large, when not nil,
+// produces the dead letters above BatchedMaxBytes; give it a batch limit of
+// LargeMaxBytes. Without it, those go through p, whose batch limit they
+// may exceed.
+func New(p, large Producer, topic string, log *slog.Logger) *Writer {
+	return &Writer{
+		topic: topic, p: p, large: large, largeSlot: make(chan struct{}, 1), log: log,
+		RetryMin: 500 * time.Millisecond, RetryMax: 30 * time.Second,
+	}
 }
 
 // Write produces a copy of src to the dead-letter topic: the same key,
@@ -54,31 +81,69 @@ func (w *Writer) Write(ctx context.Context, src *kgo.Record, cause error, done f
 }
 
 func (w *Writer) produce(ctx context.Context, r, src *kgo.Record, attempt int, done func(bool)) {
-	w.p.Produce(ctx, r, func(_ *kgo.Record, err error) {
-		if err == nil {
-			w.log.Debug("record dead-lettered", "topic", src.Topic, "partition", src.Partition, "offset", src.Offset)
-			done(true)
-			return
-		}
-		if ctx.Err() != nil {
+	promise := func(_ *kgo.Record, err error) { w.produced(ctx, r, src, attempt, err, done) }
+	if w.large == nil || size(r) <= BatchedMaxBytes {
+		w.p.Produce(ctx, r, promise)
+		return
+	}
+	go func() {
+		select {
+		case w.largeSlot <- struct{}{}:
+		case <-ctx.Done():
 			done(false)
 			return
 		}
-		delay := min(w.RetryMin<<min(attempt-1, 16), w.RetryMax)
+		w.large.Produce(ctx, r, func(r *kgo.Record, err error) {
+			<-w.largeSlot
+			promise(r, err)
+		})
+	}()
+}
+
+// produced handles the outcome of one attempt: done on success or when
+// ctx ended, else another attempt after a backoff.
+func (w *Writer) produced(ctx context.Context, r, src *kgo.Record, attempt int, err error, done func(bool)) {
+	if err == nil {
+		w.log.Debug("record dead-lettered", "topic", src.Topic, "partition", src.Partition, "offset", src.Offset)
+		done(true)
+		return
+	}
+	if ctx.Err() != nil {
+		done(false)
+		return
+	}
+	delay := min(w.RetryMin<<min(attempt-1, 16), w.RetryMax)
+	if errors.Is(err, kerr.MessageTooLarge) {
+		// Retrying cannot help until the topic takes the record, and the
+		// partition waits for it: the log names the setting.
+		w.log.Error("the dead-letter topic does not take a record this large, and its partition waits: "+
+			"raise the topic's max.message.bytes to at least the source topic's",
+			"err", err, "bytes", size(r), "dlq_topic", w.topic, "topic", src.Topic, "partition", src.Partition,
+			"offset", src.Offset, "attempt", attempt, "retry_in", delay)
+	} else {
 		w.log.Warn("writing to the dead-letter topic failed; retrying",
 			"err", err, "dlq_topic", w.topic, "topic", src.Topic, "partition", src.Partition,
 			"offset", src.Offset, "attempt", attempt, "retry_in", delay)
-		go func() {
-			t := time.NewTimer(delay)
-			defer t.Stop()
-			select {
-			case <-t.C:
-				w.produce(ctx, r, src, attempt+1, done)
-			case <-ctx.Done():
-				done(false)
-			}
-		}()
-	})
+	}
+	go func() {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			w.produce(ctx, r, src, attempt+1, done)
+		case <-ctx.Done():
+			done(false)
+		}
+	}()
+}
+
+// size is the bytes of a record's key, value and headers.
+func size(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
 }
 
 func headers(src *kgo.Record, cause error) []kgo.RecordHeader {
