@@ -62,8 +62,8 @@ type Config struct {
 	// Observer, when set, is told about progress. See Observer.
 	Observer Observer
 	// Skipped, when set, is called with the number of polled records that
-	// were resolved without being handed to the Handler: the markers that
-	// end transactions. Like a handed record, each moves the partition on.
+	// were resolved without being handed to the Handler, which are the
+	// markers that end transactions. Each is progress on its partition.
 	Skipped func(n int)
 }
 
@@ -132,9 +132,9 @@ func New(cfg Config, h Handler) (*Consumer, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		// Committed records only: an aborted transaction's records stand
-		// for no call. The markers that end transactions take offsets, and
-		// come with the records so that the committed offset can pass them.
+		// Read committed records only, because the producer withdrew the
+		// records of an aborted transaction. Transaction markers take
+		// offsets, so they come with the records and commits can pass them.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
 		kgo.RebalanceTimeout(cfg.RebalanceTimeout),

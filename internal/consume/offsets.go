@@ -22,8 +22,8 @@ type partition struct {
 	// records may share one entry, which holds the run's last offset.
 	pending []entry
 	// compactAt is the length of pending at which add merges its runs of
-	// resolved entries, so that pending stays bounded by the unresolved
-	// records however many resolve behind one that does not.
+	// resolved entries. It keeps pending under about four times the most
+	// records this partition had unresolved at once, or 1024 if larger.
 	compactAt int
 	// next is the offset after the last record that left pending.
 	next      int64
@@ -92,8 +92,7 @@ func (p *partition) compact() {
 
 // skip registers a polled record that needs no handling, such as a
 // transaction marker, as resolved. Behind an unresolved record, a run of
-// such records takes one entry of pending, so that pending stays bounded
-// by the records in flight however many markers follow them.
+// such records shares one entry of pending.
 func (p *partition) skip(r *kgo.Record) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -21,16 +21,16 @@ const (
 	HeaderOffset    = "enricher.source.offset"
 )
 
-// BatchedMaxBytes is the largest dead letter, key, value and headers
-// together, that goes through the batching producer. It leaves room for
-// the record's framing within franz-go's default batch limit of 1,000,012
-// bytes, which is below Kafka's default max.message.bytes, so that a batch
-// of dead letters fits a topic with the default limit.
+// BatchedMaxBytes is the size of the largest dead letter (key, value and
+// headers) that goes through the batching producer. It is franz-go's
+// default batch limit of 1,000,012 bytes less 1 KiB for the record's
+// framing. That limit is below Kafka's default max.message.bytes, so a
+// batch of dead letters fits a topic with the default.
 const BatchedMaxBytes = 1_000_012 - 1<<10
 
-// LargeMaxBytes is the batch limit to give the producer of large dead
-// letters: franz-go's default limit on one write to a broker, 100 MiB,
-// which Kafka's default socket.request.max.bytes matches.
+// LargeMaxBytes is the batch limit for the producer of large dead letters.
+// It is franz-go's default limit on one write to a broker, 100 MiB, the
+// same as Kafka's default socket.request.max.bytes.
 const LargeMaxBytes = 100 << 20
 
 // Producer produces records; *kgo.Client implements it.
@@ -47,17 +47,18 @@ type Writer struct {
 	// alone, compressed, against the topic's max.message.bytes. Small dead
 	// letters never share a batch with a large one.
 	large Producer
-	// largeSlot holds a token while a large dead letter is being written.
+	// largeSlot is a semaphore of one: it contains a token while a large
+	// dead letter is being written.
 	largeSlot chan struct{}
 	log       *slog.Logger
 	// RetryMin and RetryMax bound the backoff between attempts.
 	RetryMin, RetryMax time.Duration
 }
 
-// New returns a writer to topic that produces with p. large, when not nil,
-// produces the dead letters above BatchedMaxBytes; give it a batch limit of
-// LargeMaxBytes. Without it, those go through p, whose batch limit they
-// may exceed.
+// New returns a writer to topic that produces with p. When large is not
+// nil, it produces the dead letters above BatchedMaxBytes and needs a batch
+// limit of LargeMaxBytes. Without it, p produces them and may reject them
+// as too large.
 func New(p, large Producer, topic string, log *slog.Logger) *Writer {
 	return &Writer{
 		topic: topic, p: p, large: large, largeSlot: make(chan struct{}, 1), log: log,
@@ -100,8 +101,8 @@ func (w *Writer) produce(ctx context.Context, r, src *kgo.Record, attempt int, d
 	}()
 }
 
-// produced handles the outcome of one attempt: done on success or when
-// ctx ended, else another attempt after a backoff.
+// produced handles the outcome of one attempt. It calls done on success or
+// once ctx has ended, and otherwise tries again after a backoff.
 func (w *Writer) produced(ctx context.Context, r, src *kgo.Record, attempt int, err error, done func(bool)) {
 	if err == nil {
 		w.log.Debug("record dead-lettered", "topic", src.Topic, "partition", src.Partition, "offset", src.Offset)
@@ -114,9 +115,9 @@ func (w *Writer) produced(ctx context.Context, r, src *kgo.Record, attempt int, 
 	}
 	delay := min(w.RetryMin<<min(attempt-1, 16), w.RetryMax)
 	if errors.Is(err, kerr.MessageTooLarge) {
-		// Retrying cannot help until the topic takes the record, and the
-		// partition waits for it: the log names the setting.
-		w.log.Error("the dead-letter topic does not take a record this large, and its partition waits: "+
+		// Retries fail until the topic's limit is raised, and the
+		// partition waits for this record, so the log names the setting.
+		w.log.Error("the dead-letter topic rejected a record as too large, and its partition waits: "+
 			"raise the topic's max.message.bytes to at least the source topic's",
 			"err", err, "bytes", size(r), "dlq_topic", w.topic, "topic", src.Topic, "partition", src.Partition,
 			"offset", src.Offset, "attempt", attempt, "retry_in", delay)
@@ -137,7 +138,7 @@ func (w *Writer) produced(ctx context.Context, r, src *kgo.Record, attempt int, 
 	}()
 }
 
-// size is the bytes of a record's key, value and headers.
+// size returns the bytes of a record's key, value and headers.
 func size(r *kgo.Record) int {
 	n := len(r.Key) + len(r.Value)
 	for _, h := range r.Headers {
